@@ -1,0 +1,238 @@
+"""Configuration: /etc/lhsweep/lhsweep.toml, every key validated, unknown keys rejected."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Optional
+
+import toml
+
+from lhsweep.errors import ConfigError
+
+DEFAULT_PATH = "/etc/lhsweep/lhsweep.toml"
+
+# crictl's order, plus k3s's own containerd.
+DEFAULT_CRI_ENDPOINTS = (
+    "unix:///run/containerd/containerd.sock",
+    "unix:///run/k3s/containerd/containerd.sock",
+    "unix:///run/crio/crio.sock",
+    "unix:///var/run/cri-dockerd.sock",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration; field names are the TOML keys as `section.key`."""
+
+    cri_endpoints: tuple[str, ...] = DEFAULT_CRI_ENDPOINTS
+    cri_timeout: float = 2.0
+    cri_poll_interval: float = 10.0
+    longhorn_namespace: str = "longhorn-system"
+    longhorn_data_path: str = "/var/lib/longhorn"
+    kubelet_root: str = "/var/lib/kubelet"
+    sweep_grace_period: float = 30.0
+    sweep_dry_run: bool = False
+    sweep_exclude: tuple[str, ...] = ()
+    sweep_action_timeout: float = 30.0
+    daemon_resync_interval: float = 300.0
+    daemon_debounce: float = 0.25
+    metrics_file: str = "/var/lib/prometheus/node-exporter/lhsweep.prom"
+    state_dir: str = "/run/lhsweep"
+
+    def excluded(self, name: str) -> Optional[str]:
+        """Return the exclude pattern that matches `name`, or None."""
+        for pattern in self.sweep_exclude:
+            if fnmatch.fnmatchcase(name, pattern):
+                return pattern
+        return None
+
+
+@dataclass(frozen=True)
+class _Key:
+    """How one TOML key maps onto a Config field and how it is checked."""
+
+    section: str
+    key: str
+    field_name: str
+    expected: str
+    convert: Callable[[Any], Any]
+    doc: str
+
+
+def _positive_seconds(upper: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        if not 0 < float(value) <= upper:
+            raise ValueError
+        return float(value)
+
+    return convert
+
+
+def _non_negative_seconds(upper: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        if not 0 <= float(value) <= upper:
+            raise ValueError
+        return float(value)
+
+    return convert
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError
+    return value
+
+
+def _absolute_path(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError
+    return os.path.normpath(value)
+
+
+def _optional_absolute_path(value: Any) -> str:
+    if value == "":
+        return ""
+    return _absolute_path(value)
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    if not value or len(value) > 253 or any(c.isspace() or c == "/" for c in value):
+        raise ValueError
+    return value
+
+
+def _string_list(check: Callable[[str], bool]) -> Callable[[Any], tuple[str, ...]]:
+    def convert(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TypeError
+        if not all(check(v) for v in value):
+            raise ValueError
+        return tuple(value)
+
+    return convert
+
+
+def _is_endpoint(value: str) -> bool:
+    path = value[len("unix://") :] if value.startswith("unix://") else value
+    return path.startswith("/")
+
+
+def _is_pattern(value: str) -> bool:
+    return bool(value) and "/" not in value
+
+
+KEYS = (
+    _Key("cri", "endpoints", "cri_endpoints", "a list of unix socket paths or unix:// URLs",
+         _string_list(_is_endpoint),
+         "CRI sockets tried in order; the first that answers is used"),
+    _Key("cri", "timeout", "cri_timeout", "seconds, more than 0 and at most 60",
+         _positive_seconds(60), "deadline of every CRI call"),
+    _Key("cri", "poll_interval", "cri_poll_interval", "seconds, more than 0 and at most 3600",
+         _positive_seconds(3600),
+         "how often the daemon asks CRI when the runtime has no event stream"),
+    _Key("longhorn", "namespace", "longhorn_namespace", "a Kubernetes namespace name",
+         _name, "namespace of the instance-manager pods"),
+    _Key("longhorn", "data_path", "longhorn_data_path", "an absolute path",
+         _absolute_path, "Longhorn's data path (engine-frontend records live below it)"),
+    _Key("kubelet", "root", "kubelet_root", "an absolute path",
+         _absolute_path, "kubelet's root directory; pods/ below it is watched"),
+    _Key("sweep", "grace_period", "sweep_grace_period", "seconds, from 0 to 86400",
+         _non_negative_seconds(86400), "a device younger than this is never stale"),
+    _Key("sweep", "dry_run", "sweep_dry_run", "true or false",
+         _boolean, "plan and report, never remove"),
+    _Key("sweep", "exclude", "sweep_exclude", "a list of shell patterns without '/'",
+         _string_list(_is_pattern), "names (dm, /dev/longhorn, NQN) matching these are never touched"),
+    _Key("sweep", "action_timeout", "sweep_action_timeout", "seconds, more than 0 and at most 600",
+         _positive_seconds(600), "a dmsetup or nvme call running longer is reported stuck"),
+    _Key("daemon", "resync_interval", "daemon_resync_interval",
+         "seconds, at least 1 and at most 86400", _positive_seconds(86400),
+         "the periodic full sweep when nothing else triggers one"),
+    _Key("daemon", "debounce", "daemon_debounce", "seconds, from 0 to 60",
+         _non_negative_seconds(60), "triggers within this window make one sweep"),
+    _Key("metrics", "file", "metrics_file", "an absolute path, or \"\" to disable",
+         _optional_absolute_path, "Prometheus text file for node_exporter's textfile collector"),
+    _Key("state", "dir", "state_dir", "an absolute path",
+         _absolute_path, "where last-sweep.json and the sweep lock live"),
+)
+
+
+def parse(text: str, path: str) -> Config:
+    """Parse TOML text into a Config; raises ConfigError naming `path` and the key."""
+    try:
+        data = toml.loads(text)
+    except (toml.TomlDecodeError, IndexError, ValueError) as exc:
+        raise ConfigError(path, "", f"not valid TOML: {_first_line(exc)}") from exc
+    known = {(k.section, k.key): k for k in KEYS}
+    sections = {k.section for k in KEYS}
+    changes: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in sections:
+            raise ConfigError(path, section, f"unknown section (known: {', '.join(sorted(sections))})")
+        if not isinstance(table, dict):
+            raise ConfigError(path, section, "expected a [section] table")
+        for key, value in table.items():
+            spec = known.get((section, key))
+            if spec is None:
+                raise ConfigError(path, f"{section}.{key}", "unknown key")
+            changes[spec.field_name] = _convert(spec, value, path)
+    config = replace(Config(), **changes)
+    if config.daemon_resync_interval < 1:
+        raise ConfigError(path, "daemon.resync_interval", "expected at least 1 second")
+    return config
+
+
+def _convert(spec: _Key, value: Any, path: str) -> Any:
+    try:
+        return spec.convert(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            path, f"{spec.section}.{spec.key}", f"expected {spec.expected}, got {value!r}"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def load(path: str = DEFAULT_PATH, *, required: bool = False) -> Config:
+    """Load the config file at `path`; a missing file means defaults unless `required`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(path, "", "no such file") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "", f"cannot read: {exc}") from None
+    return parse(text, path)
+
+
+def render(config: Config) -> str:
+    """Render the effective config as TOML, every key present, with its description."""
+    values = {f.name: getattr(config, f.name) for f in fields(config)}
+    lines: list[str] = []
+    section = ""
+    for spec in KEYS:
+        if spec.section != section:
+            section = spec.section
+            lines.append(f"\n[{section}]" if lines else f"[{section}]")
+        lines.append(f"# {spec.doc} ({spec.expected})")
+        lines.append(f"{spec.key} = {_toml_value(values[spec.field_name])}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return toml.dumps({"v": value}).partition("=")[2].strip()

@@ -1,0 +1,295 @@
+"""Typed records passed between the stages: inventory, runtime view, plan and action results."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional
+
+LONGHORN_NQN_PREFIX = "nqn.2023-01.io.longhorn.spdk:"
+
+
+@dataclass(frozen=True, order=True)
+class DevNum:
+    """A block device number (major:minor)."""
+
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}:{self.minor}"
+
+    @classmethod
+    def parse(cls, text: str) -> DevNum:
+        """Parse 'M:m' as found in sysfs 'dev' files and mountinfo; raises ValueError."""
+        major, _, minor = text.strip().partition(":")
+        return cls(int(major), int(minor))
+
+
+# ---------------------------------------------------------------- inventory
+
+
+@dataclass(frozen=True)
+class DmTarget:
+    """One segment of a dm table; only what ownership needs, never the raw parameters.
+
+    `backing` is the device number named by the target's parameters for linear and
+    crypt targets (the 4th crypt field; the key is never kept), None otherwise.
+    """
+
+    start: int
+    length: int
+    target_type: str
+    backing: Optional[DevNum] = None
+
+
+@dataclass(frozen=True)
+class DmDevice:
+    """A device-mapper device as sysfs and the dm ioctl show it.
+
+    `targets`/`open_count` are None when the dm control interface could not be read:
+    the plan then treats the device as unknown.
+    """
+
+    name: str
+    dev: DevNum
+    uuid: str
+    suspended: bool
+    targets: Optional[tuple[DmTarget, ...]]
+    open_count: Optional[int]
+    deferred_remove: bool
+    holders: tuple[str, ...]
+    slaves: tuple[str, ...]
+    # For each slaves/ link whose target no longer exists: the link text (never followed).
+    dangling_slaves: tuple[str, ...] = ()
+
+
+class NodeType(str, enum.Enum):
+    """What a /dev/longhorn entry is (from lstat, never following links)."""
+
+    BLOCK = "block"
+    CHAR = "char"
+    SYMLINK = "symlink"
+    REGULAR = "regular"
+    DIRECTORY = "directory"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class LonghornNode:
+    """An entry of /dev/longhorn: name, type, device number (block nodes), inode, ctime (ns)."""
+
+    name: str
+    node_type: NodeType
+    rdev: Optional[DevNum]
+    inode: int
+    ctime_ns: int
+
+
+@dataclass(frozen=True)
+class NvmeNamespace:
+    """A namespace block device (head) of an NVMe subsystem."""
+
+    name: str
+    dev: DevNum
+    holders: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NvmeController:
+    """An NVMe-oF controller (/sys/class/nvme/nvmeN)."""
+
+    name: str
+    transport: str
+    address: str
+    state: str
+
+
+@dataclass(frozen=True)
+class NvmeSubsystem:
+    """An NVMe subsystem with its NQN, controllers and namespace heads."""
+
+    name: str
+    nqn: str
+    controllers: tuple[NvmeController, ...]
+    namespaces: tuple[NvmeNamespace, ...]
+
+    @property
+    def is_longhorn(self) -> bool:
+        """True when the NQN carries Longhorn V2's prefix."""
+        return self.nqn.startswith(LONGHORN_NQN_PREFIX)
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    """Any block device known to sysfs (/sys/dev/block/M:m): its kernel name."""
+
+    name: str
+    dev: DevNum
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mountinfo line, reduced to what busy detection needs."""
+
+    dev: DevNum
+    mount_point: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything read from one host at one moment."""
+
+    dm_devices: tuple[DmDevice, ...]
+    nodes: tuple[LonghornNode, ...]
+    subsystems: tuple[NvmeSubsystem, ...]
+    block_devices: tuple[BlockDevice, ...]
+    ublk_devices: tuple[BlockDevice, ...]
+    mounts: tuple[Mount, ...]
+    # Why a part could not be read (for example "dm control: permission denied").
+    problems: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------- runtime
+
+
+class RuntimeState(str, enum.Enum):
+    """Whether the container runtime answered sensibly."""
+
+    KNOWN = "known"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class InstanceManager:
+    """A V2 instance-manager pod sandbox and its instance-manager container, as CRI reports them."""
+
+    pod_name: str
+    pod_uid: str
+    namespace: str
+    node: str
+    sandbox_id: str
+    sandbox_state: str  # "ready" | "notready"
+    container_id: Optional[str]
+    container_state: Optional[str]  # "created" | "running" | "exited" | "unknown"
+    created_at_ns: int  # container creation time (sandbox's when there is no container)
+
+    @property
+    def alive(self) -> bool:
+        """True while the container may be creating or using devices."""
+        return self.sandbox_state == "ready" and self.container_state in ("created", "running")
+
+
+@dataclass(frozen=True)
+class RuntimeView:
+    """What CRI said about V2 instance-managers on this node, or why it could not say."""
+
+    state: RuntimeState
+    reason: str
+    endpoint: str = ""
+    runtime_name: str = ""
+    runtime_version: str = ""
+    instance_managers: tuple[InstanceManager, ...] = ()
+
+    @property
+    def live_instance_managers(self) -> tuple[InstanceManager, ...]:
+        """The instance-managers whose container is created or running."""
+        return tuple(im for im in self.instance_managers if im.alive)
+
+
+# ---------------------------------------------------------------- plan
+
+
+class Kind(str, enum.Enum):
+    """The three kinds of host object lhsweep reasons about."""
+
+    DM = "dm"
+    NODE = "node"
+    NVME = "nvme"
+
+
+class Verdict(str, enum.Enum):
+    """The plan's decision for one entry."""
+
+    LIVE = "live"
+    STALE = "stale"
+    BUSY = "busy"
+    FOREIGN = "foreign"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What must still be true of an object right before it is removed (rule 5)."""
+
+    name: str
+    dev: Optional[DevNum] = None
+    inode: Optional[int] = None
+    nqn: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One host object with the plan's verdict and the reason for it."""
+
+    kind: Kind
+    name: str
+    verdict: Verdict
+    reason: str
+    identity: Identity
+    volume: str = ""
+    # Removal order inside a sweep (lower first); meaningful only for stale entries.
+    order: int = 0
+    # Names (kind, name) that must be removed successfully before this one is attempted.
+    after: tuple[tuple[Kind, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every entry with its verdict; `removals` are the stale ones in the order to remove them."""
+
+    entries: tuple[Entry, ...]
+
+    @property
+    def removals(self) -> tuple[Entry, ...]:
+        """Stale entries, in removal order."""
+        stale = [e for e in self.entries if e.verdict is Verdict.STALE]
+        return tuple(sorted(stale, key=lambda e: (e.order, e.kind.value, e.name)))
+
+
+# ---------------------------------------------------------------- actions
+
+
+class ActionResult(str, enum.Enum):
+    """How one planned removal ended."""
+
+    REMOVED = "removed"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """The end of one planned removal: result and a human detail."""
+
+    kind: Kind
+    name: str
+    result: ActionResult
+    detail: str
+    volume: str = ""
+    duration_s: float = 0.0
+    stuck: bool = False
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """One whole sweep: runtime view, plan and what the actions did."""
+
+    runtime: RuntimeView
+    plan: Plan
+    outcomes: tuple[ActionOutcome, ...] = ()
+    dry_run: bool = False
+    started_at: float = 0.0
+    duration_s: float = 0.0
+    problems: tuple[str, ...] = field(default_factory=tuple)
