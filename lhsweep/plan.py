@@ -1,0 +1,421 @@
+"""The plan: a pure function giving every dm device, /dev/longhorn entry and NVMe subsystem a verdict."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from lhsweep.config import Config
+from lhsweep.longhorn import ENCRYPTED_SUFFIX, fits_name, volume_of_nqn
+from lhsweep.model import (
+    DevNum,
+    DmDevice,
+    Entry,
+    Identity,
+    Inventory,
+    Kind,
+    LonghornNode,
+    NodeType,
+    NvmeNamespace,
+    NvmeSubsystem,
+    Plan,
+    RuntimeState,
+    RuntimeView,
+    Verdict,
+)
+
+# Removal order inside a sweep: crypt children, then dm devices, then nodes, then NVMe controllers.
+ORDER_DM_CHILD, ORDER_DM, ORDER_NODE, ORDER_NVME = 0, 1, 2, 3
+_SUBSYS_IN_LINK = re.compile(r"/(nvme-subsys\d+)/")
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Lookups over one inventory."""
+
+    block_by_dev: dict[DevNum, str]
+    dm_by_dev: dict[DevNum, DmDevice]
+    dm_by_name: dict[str, DmDevice]
+    dm_by_kernel_name: dict[str, DmDevice]
+    namespaces: dict[DevNum, tuple[NvmeNamespace, NvmeSubsystem]]
+    subsystems: dict[str, NvmeSubsystem]
+    ublk: frozenset[DevNum]
+    mounts: dict[DevNum, tuple[str, ...]]
+    nodes: dict[str, LonghornNode]
+
+    @classmethod
+    def build(cls, inv: Inventory) -> _Index:
+        """Index `inv` by device number and name."""
+        block_by_dev = {b.dev: b.name for b in inv.block_devices}
+        mounts: dict[DevNum, tuple[str, ...]] = {}
+        for m in inv.mounts:
+            mounts[m.dev] = (*mounts.get(m.dev, ()), m.mount_point)
+        return cls(
+            block_by_dev=block_by_dev,
+            dm_by_dev={d.dev: d for d in inv.dm_devices},
+            dm_by_name={d.name: d for d in inv.dm_devices},
+            dm_by_kernel_name={block_by_dev[d.dev]: d for d in inv.dm_devices if d.dev in block_by_dev},
+            namespaces={ns.dev: (ns, s) for s in inv.subsystems for ns in s.namespaces},
+            subsystems={s.name: s for s in inv.subsystems},
+            ublk=frozenset(u.dev for u in inv.ublk_devices),
+            mounts=mounts,
+            nodes={n.name: n for n in inv.nodes},
+        )
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything one planning run looks at."""
+
+    idx: _Index
+    runtime: RuntimeView
+    config: Config
+    now_ns: int
+    frontend_records: frozenset[str]
+
+    @property
+    def live_since_ns(self) -> Optional[int]:
+        """Creation time of the oldest live instance-manager container, None when none runs."""
+        live = self.runtime.live_instance_managers
+        return min(im.created_at_ns for im in live) if live else None
+
+    def im_names(self) -> str:
+        """The live instance-manager pod names, for reasons."""
+        return ", ".join(sorted(im.pod_name for im in self.runtime.live_instance_managers))
+
+
+@dataclass
+class _Draft:
+    """An entry under construction."""
+
+    kind: Kind
+    name: str
+    verdict: Verdict
+    reason: str
+    identity: Identity
+    volume: str = ""
+    order: int = 0
+    after: list[tuple[Kind, str]] = field(default_factory=list)
+
+    def freeze(self) -> Entry:
+        """The finished, immutable entry."""
+        return Entry(self.kind, self.name, self.verdict, self.reason, self.identity,
+                     self.volume, self.order, tuple(self.after))
+
+
+def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: float,
+              frontend_records: frozenset[str] = frozenset()) -> Plan:
+    """Give every host object a verdict and a reason; only stale entries are ever removed."""
+    ctx = _Context(_Index.build(inventory), runtime, config, int(now * 1e9), frontend_records)
+    dm = _plan_dm_devices(ctx)
+    nodes = {n.name: _plan_node(ctx, n, dm) for n in inventory.nodes}
+    nvme = [_plan_subsystem(ctx, s, dm, nodes) for s in inventory.subsystems if s.controllers]
+    drafts = [*dm.values(), *nodes.values(), *nvme]
+    return Plan(tuple(d.freeze() for d in sorted(drafts, key=lambda d: (d.kind.value, d.name))))
+
+
+# ---------------------------------------------------------------- dm devices
+
+
+def _plan_dm_devices(ctx: _Context) -> dict[str, _Draft]:
+    drafts: dict[str, _Draft] = {}
+    for dm in ctx.idx.dm_by_name.values():
+        if dm.name not in drafts:
+            drafts.update(_plan_dm_group(ctx, dm))
+    return drafts
+
+
+def _identity(dm: DmDevice) -> Identity:
+    return Identity(name=dm.name, dev=dm.dev)
+
+
+def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
+    """Plan one dm device, and with a Longhorn parent its `-encrypted` child as one group."""
+    parent = _crypt_parent(ctx, dm)
+    if parent is not None and _owner_reason(ctx, parent)[0]:
+        return _plan_dm_group(ctx, parent)
+    owned, why = _owner_reason(ctx, dm)
+    if not owned:
+        verdict = Verdict.UNKNOWN if dm.targets is None and not ctx.config.excluded(dm.name) \
+            else Verdict.FOREIGN
+        return {dm.name: _Draft(Kind.DM, dm.name, verdict, why, _identity(dm))}
+    child = _encrypted_child(ctx, dm)
+    members = [dm] if child is None else [child, dm]
+    verdict, reason = _dm_verdict(ctx, dm, child, why)
+    group: dict[str, _Draft] = {}
+    for member in members:
+        is_child = member is child
+        draft = _Draft(Kind.DM, member.name, verdict, reason, _identity(member), dm.name,
+                       ORDER_DM_CHILD if is_child else ORDER_DM)
+        if child is not None and not is_child:
+            draft.after.append((Kind.DM, child.name))
+        group[member.name] = draft
+    return group
+
+
+def _crypt_parent(ctx: _Context, dm: DmDevice) -> Optional[DmDevice]:
+    """For `<vol>-encrypted`, a crypt target on dm `<vol>`: that parent device."""
+    if not dm.name.endswith(ENCRYPTED_SUFFIX) or not _single(dm, "crypt"):
+        return None
+    assert dm.targets is not None
+    parent = ctx.idx.dm_by_dev.get(dm.targets[0].backing) if dm.targets[0].backing else None
+    if parent is None or parent.name + ENCRYPTED_SUFFIX != dm.name:
+        return None
+    return parent
+
+
+def _encrypted_child(ctx: _Context, dm: DmDevice) -> Optional[DmDevice]:
+    child = ctx.idx.dm_by_name.get(dm.name + ENCRYPTED_SUFFIX)
+    if child is not None and _crypt_parent(ctx, child) is dm:
+        return child
+    return None
+
+
+def _single(dm: DmDevice, target_type: str) -> bool:
+    """True when the table is exactly one segment of `target_type` starting at sector 0."""
+    return (
+        dm.targets is not None
+        and len(dm.targets) == 1
+        and dm.targets[0].target_type == target_type
+        and dm.targets[0].start == 0
+    )
+
+
+def _owner_reason(ctx: _Context, dm: DmDevice) -> tuple[bool, str]:
+    """Rule 1: prove a dm device is a Longhorn V2 frontend; (owned, why)."""
+    pattern = ctx.config.excluded(dm.name)
+    if pattern:
+        return False, f"excluded by sweep.exclude pattern {pattern!r}"
+    if dm.targets is None:
+        return False, "dm table and open count could not be read; ownership unproven"
+    if not _single(dm, "linear"):
+        kinds = ",".join(sorted({t.target_type for t in dm.targets})) or "empty"
+        return False, f"table is {len(dm.targets)} segment(s) of {kinds}, not one linear segment"
+    if dm.uuid:
+        return False, f"has a dm uuid ({dm.uuid[:24]}), Longhorn's devices have none"
+    backing = dm.targets[0].backing
+    if backing is None:
+        return False, "linear target names no backing device"
+    return _backing_reason(ctx, dm, backing)
+
+
+def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[bool, str]:
+    ns = ctx.idx.namespaces.get(backing)
+    if ns is not None:
+        namespace, subsystem = ns
+        if subsystem.is_longhorn:
+            return True, f"linear over {namespace.name} of Longhorn subsystem {subsystem.nqn}"
+        return False, f"linear over {namespace.name} of non-Longhorn subsystem {subsystem.nqn}"
+    if backing in ctx.idx.ublk:
+        if fits_name(dm.name):
+            return True, f"linear over ublk device {ctx.idx.block_by_dev[backing]}"
+        return False, "linear over a ublk device but the name is not Longhorn-shaped"
+    if backing in ctx.idx.block_by_dev:
+        return False, f"linear over {ctx.idx.block_by_dev[backing]}, not an NVMe-oF or ublk device"
+    return _gone_backing_reason(ctx, dm, backing)
+
+
+def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[bool, str]:
+    """Backing device gone: only a matching /dev/longhorn node or the kernel's own link proves it."""
+    if not fits_name(dm.name):
+        return False, f"backing {backing} is gone and the name is not Longhorn-shaped"
+    node = ctx.idx.nodes.get(dm.name)
+    if node is not None and node.node_type is NodeType.BLOCK and node.rdev == dm.dev:
+        return True, f"backing {backing} is gone; /dev/longhorn/{dm.name} points at it"
+    for link in dm.dangling_slaves:
+        match = _SUBSYS_IN_LINK.search(link)
+        subsystem = ctx.idx.subsystems.get(match.group(1)) if match else None
+        if subsystem is not None and subsystem.is_longhorn:
+            return True, f"backing {backing} is gone; it was a namespace of {subsystem.nqn}"
+    return False, f"backing {backing} is gone and nothing proves the device was Longhorn's"
+
+
+def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice],
+                why: str) -> tuple[Verdict, str]:
+    """Verdict of an owned dm device (and its child): runtime, age, then busy."""
+    backing_present = dm.targets is not None and dm.targets[0].backing in ctx.idx.block_by_dev
+    node = ctx.idx.nodes.get(dm.name)
+    age_ns = node.ctime_ns if node is not None and node.rdev == dm.dev else None
+    held = _liveness(ctx, dm.name, age_ns, backing_present)
+    if held is not None:
+        return held[0], f"{held[1]} ({why})"
+    busy = _dm_busy(ctx, dm, child)
+    if busy:
+        return Verdict.BUSY, f"{'; '.join(busy)} ({why})"
+    return Verdict.STALE, f"no live V2 instance-manager owns it ({why})"
+
+
+def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
+              backing_present: bool) -> Optional[tuple[Verdict, str]]:
+    """Rules 3 and 4: the verdict when runtime or a live instance-manager decides, else None."""
+    if ctx.runtime.state is not RuntimeState.KNOWN:
+        return Verdict.UNKNOWN, f"runtime unknown: {ctx.runtime.reason}"
+    grace_ns = int(ctx.config.sweep_grace_period * 1e9)
+    if age_ns is not None and ctx.now_ns - age_ns < grace_ns:
+        return Verdict.LIVE, "younger than the grace period"
+    since = ctx.live_since_ns
+    if since is None:
+        return None
+    names = ctx.im_names()
+    if backing_present:
+        return Verdict.LIVE, f"instance-manager {names} is running and may own it"
+    if volume in ctx.frontend_records:
+        return Verdict.LIVE, f"instance-manager {names} may re-adopt it (engine-frontend record)"
+    if age_ns is None:
+        return Verdict.LIVE, f"instance-manager {names} is running and the device's age is unknown"
+    if age_ns >= since:
+        return Verdict.LIVE, f"made after instance-manager {names} started"
+    return None
+
+
+def _dm_busy(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> list[str]:
+    """Rule 2: why the device (or its child) is in use; empty when it is not."""
+    reasons: list[str] = []
+    for member in ([child] if child else []) + [dm]:
+        reasons += _busy_reasons(ctx, member, allowed_holders=_kernel_names(ctx, child))
+    return reasons
+
+
+def _kernel_names(ctx: _Context, dm: Optional[DmDevice]) -> frozenset[str]:
+    if dm is None:
+        return frozenset()
+    name = ctx.idx.block_by_dev.get(dm.dev)
+    return frozenset([name]) if name else frozenset()
+
+
+def _busy_reasons(ctx: _Context, dm: DmDevice, allowed_holders: frozenset[str]) -> list[str]:
+    reasons = []
+    # A stacked child being removed with this device accounts for one open of it.
+    opens = (dm.open_count or 0) - sum(1 for h in dm.holders if h in allowed_holders)
+    if opens > 0:
+        reasons.append(f"{dm.name} is open {opens} time(s)")
+    for mount_point in ctx.idx.mounts.get(dm.dev, ()):
+        reasons.append(f"{dm.name} is mounted on {mount_point}")
+    holders = [h for h in dm.holders if h not in allowed_holders]
+    if holders:
+        reasons.append(f"{dm.name} is held by {', '.join(_holder_names(ctx, holders))}")
+    if dm.suspended:
+        reasons.append(f"{dm.name} is suspended (an instance-manager may be reloading it)")
+    if dm.deferred_remove:
+        reasons.append(f"{dm.name} has a deferred removal pending")
+    return reasons
+
+
+def _holder_names(ctx: _Context, holders: list[str]) -> list[str]:
+    named = []
+    for kernel_name in holders:
+        dm = ctx.idx.dm_by_kernel_name.get(kernel_name)
+        named.append(f"{kernel_name} ({dm.name})" if dm else kernel_name)
+    return named
+
+
+# ---------------------------------------------------------------- /dev/longhorn nodes
+
+
+def _plan_node(ctx: _Context, node: LonghornNode, dm: dict[str, _Draft]) -> _Draft:
+    identity = Identity(name=node.name, dev=node.rdev, inode=node.inode)
+    draft = _Draft(Kind.NODE, node.name, Verdict.FOREIGN, "", identity, node.name, ORDER_NODE)
+    pattern = ctx.config.excluded(node.name)
+    if node.node_type is not NodeType.BLOCK or node.rdev is None:
+        draft.reason = f"not a block device node ({node.node_type.value}): reported, never touched"
+    elif pattern:
+        draft.reason = f"excluded by sweep.exclude pattern {pattern!r}"
+    elif not fits_name(node.name):
+        draft.reason = "the name is not Longhorn-shaped"
+    else:
+        _node_target(ctx, node, node.rdev, dm, draft)
+    return draft
+
+
+def _node_target(ctx: _Context, node: LonghornNode, rdev: DevNum, dm: dict[str, _Draft],
+                 draft: _Draft) -> None:
+    """Rule 9: resolve a node by its device number; its name never vouches for that device."""
+    target = ctx.idx.dm_by_dev.get(rdev)
+    if target is not None and target.name in (node.name, node.name + ENCRYPTED_SUFFIX):
+        _follow_dm(dm[target.name], dm, draft)
+        return
+    namespace = ctx.idx.namespaces.get(rdev)
+    if target is not None:
+        what = f"points at {rdev}, which is now dm {target.name!r}: a leftover whose number was reused"
+    elif namespace is not None and namespace[1].is_longhorn:
+        _node_on_namespace(ctx, node, namespace[0], draft)
+        return
+    elif rdev in ctx.idx.block_by_dev:
+        draft.reason = f"points at {ctx.idx.block_by_dev[rdev]} ({rdev}), not a Longhorn V2 device"
+        return
+    else:
+        what = f"points at {rdev}, which no longer exists"
+    _decide(ctx, draft, node.ctime_ns, what, [])
+
+
+def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
+    """A node named after its dm device shares that device's verdict; it goes after the volume's dm."""
+    draft.verdict = dm_draft.verdict
+    draft.volume = dm_draft.volume
+    draft.reason = f"points at dm {dm_draft.name!r}, which is {dm_draft.verdict.value}"
+    if dm_draft.verdict is Verdict.STALE:
+        draft.after.extend(
+            (Kind.DM, d.name) for d in dm.values() if d.volume == dm_draft.volume and d.order < ORDER_NODE
+            and d.verdict is Verdict.STALE
+        )
+
+
+def _node_on_namespace(ctx: _Context, node: LonghornNode, ns: NvmeNamespace, draft: _Draft) -> None:
+    """A backup initiator's node points straight at a Longhorn NVMe namespace."""
+    busy = [f"{ns.name} is mounted on {m}" for m in ctx.idx.mounts.get(ns.dev, ())]
+    busy += [f"{ns.name} is held by {h}" for h in ns.holders]
+    _decide(ctx, draft, node.ctime_ns, f"points at Longhorn namespace {ns.name}", busy,
+            backing_present=True)
+
+
+def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str, busy: list[str],
+            backing_present: bool = False) -> None:
+    held = _liveness(ctx, draft.volume, age_ns, backing_present)
+    if held is not None:
+        draft.verdict, draft.reason = held[0], f"{held[1]}; {what}"
+    elif busy:
+        draft.verdict, draft.reason = Verdict.BUSY, f"{'; '.join(busy)}; {what}"
+    else:
+        draft.verdict, draft.reason = Verdict.STALE, f"no live V2 instance-manager; {what}"
+
+
+# ---------------------------------------------------------------- NVMe subsystems
+
+
+def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
+                    nodes: dict[str, _Draft]) -> _Draft:
+    identity = Identity(name=subsystem.name, nqn=subsystem.nqn)
+    volume = volume_of_nqn(subsystem.nqn)
+    draft = _Draft(Kind.NVME, subsystem.nqn, Verdict.FOREIGN, "", identity, volume, ORDER_NVME)
+    pattern = ctx.config.excluded(subsystem.nqn)
+    if not subsystem.is_longhorn:
+        draft.reason = "NQN is not Longhorn's"
+    elif pattern:
+        draft.reason = f"excluded by sweep.exclude pattern {pattern!r}"
+    else:
+        busy, after = _namespace_users(ctx, subsystem, dm, nodes)
+        draft.after.extend(after)
+        what = f"controllers {', '.join(c.name for c in subsystem.controllers)}"
+        _decide(ctx, draft, None, what, busy, backing_present=True)
+    return draft
+
+
+def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
+                     nodes: dict[str, _Draft]) -> tuple[list[str], list[tuple[Kind, str]]]:
+    """What still uses the subsystem's namespaces: blockers, and stale users to remove first."""
+    busy: list[str] = []
+    after: list[tuple[Kind, str]] = []
+    for ns in subsystem.namespaces:
+        busy += [f"{ns.name} is mounted on {m}" for m in ctx.idx.mounts.get(ns.dev, ())]
+        for holder in ns.holders:
+            user = ctx.idx.dm_by_kernel_name.get(holder)
+            draft = dm.get(user.name) if user else None
+            if draft is not None and draft.verdict is Verdict.STALE:
+                after.append((Kind.DM, draft.name))
+            else:
+                state = draft.verdict.value if draft else "unknown"
+                busy.append(f"{ns.name} is held by {holder} ({state})")
+        after += [(Kind.NODE, n.name) for n in nodes.values()
+                  if n.identity.dev == ns.dev and n.verdict is Verdict.STALE]
+    return busy, after
