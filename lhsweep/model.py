@@ -43,6 +43,13 @@ class DmTarget:
     backing: Optional[DevNum] = None
 
 
+def table_fingerprint(targets: Optional[tuple[DmTarget, ...]]) -> str:
+    """A short text of a table's shape, to notice a reload between plan and action."""
+    if targets is None:
+        return "?"
+    return ";".join(f"{t.target_type} {t.start}+{t.length} {t.backing or '-'}" for t in targets)
+
+
 @dataclass(frozen=True)
 class DmDevice:
     """A device-mapper device as sysfs and the dm ioctl show it.
@@ -227,6 +234,8 @@ class Identity:
     dev: Optional[DevNum] = None
     inode: Optional[int] = None
     nqn: Optional[str] = None
+    # dm: the table's shape (types, extents, backing numbers; never parameters) as planned.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from lhsweep.model import (
     RuntimeState,
     RuntimeView,
     Verdict,
+    table_fingerprint,
 )
 
 # Removal order inside a sweep: crypt children, then dm devices, then nodes, then NVMe controllers.
@@ -127,7 +128,7 @@ def _plan_dm_devices(ctx: _Context) -> dict[str, _Draft]:
 
 
 def _identity(dm: DmDevice) -> Identity:
-    return Identity(name=dm.name, dev=dm.dev)
+    return Identity(name=dm.name, dev=dm.dev, fingerprint=table_fingerprint(dm.targets))
 
 
 def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:

@@ -1,0 +1,96 @@
+"""Renders a sweep report: the JSON shape machines read, and an aligned table for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lhsweep.model import ActionOutcome, Entry, InstanceManager, RuntimeView, SweepReport
+
+
+def runtime_to_dict(view: RuntimeView) -> dict[str, Any]:
+    """The `runtime` object of the JSON report."""
+    return {
+        "state": view.state.value,
+        "reason": view.reason,
+        "endpoint": view.endpoint,
+        "runtime": f"{view.runtime_name} {view.runtime_version}".strip(),
+        "instance_managers": [_im_to_dict(im) for im in view.instance_managers],
+    }
+
+
+def _im_to_dict(im: InstanceManager) -> dict[str, Any]:
+    return {
+        "pod": im.pod_name,
+        "namespace": im.namespace,
+        "uid": im.pod_uid,
+        "node": im.node,
+        "sandbox_state": im.sandbox_state,
+        "container_id": im.container_id,
+        "container_state": im.container_state,
+        "created_at_ns": im.created_at_ns,
+        "alive": im.alive,
+    }
+
+
+def entry_to_dict(entry: Entry) -> dict[str, Any]:
+    """One planned entry as JSON."""
+    return {
+        "kind": entry.kind.value,
+        "name": entry.name,
+        "volume": entry.volume,
+        "verdict": entry.verdict.value,
+        "reason": entry.reason,
+    }
+
+
+def outcome_to_dict(outcome: ActionOutcome) -> dict[str, Any]:
+    """One action result as JSON."""
+    return {
+        "kind": outcome.kind.value,
+        "name": outcome.name,
+        "volume": outcome.volume,
+        "result": outcome.result.value,
+        "detail": outcome.detail,
+        "duration_s": round(outcome.duration_s, 3),
+        "stuck": outcome.stuck,
+    }
+
+
+def report_to_dict(report: SweepReport) -> dict[str, Any]:
+    """The whole report in the documented JSON shape."""
+    return {
+        "runtime": runtime_to_dict(report.runtime),
+        "entries": [entry_to_dict(e) for e in report.plan.entries],
+        "actions": [outcome_to_dict(o) for o in report.outcomes],
+        "dry_run": report.dry_run,
+        "started_at": report.started_at,
+        "duration_s": round(report.duration_s, 3),
+        "problems": list(report.problems),
+    }
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Align columns; the last column is left ragged."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip() for r in rows]
+
+
+def render_text(report: SweepReport) -> str:
+    """The report for people: runtime line, entries table, actions table, problems."""
+    view = report.runtime
+    lines = [f"runtime: {view.state.value} ({view.reason})"]
+    for im in view.instance_managers:
+        lines.append(f"  instance-manager {im.pod_name}: sandbox {im.sandbox_state}, "
+                     f"container {im.container_state or 'none'}")
+    if report.plan.entries:
+        rows = [("KIND", "NAME", "VERDICT", "REASON")]
+        rows += [(e.kind.value, e.name, e.verdict.value, e.reason) for e in report.plan.entries]
+        lines += ["", *_table(rows)]
+    else:
+        lines.append("no dm devices, /dev/longhorn entries or NVMe-oF subsystems found")
+    if report.outcomes:
+        rows = [("KIND", "NAME", "RESULT", "DETAIL")]
+        rows += [(o.kind.value, o.name, o.result.value, o.detail) for o in report.outcomes]
+        lines += ["", *_table(rows)]
+    lines += [f"problem: {p}" for p in report.problems]
+    return "\n".join(lines) + "\n"

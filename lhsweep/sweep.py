@@ -1,0 +1,92 @@
+"""One sweep: ask the runtime, read the host, plan, and (unless scanning) act; one at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Callable, Optional
+
+from lhsweep.act import Actor
+from lhsweep.config import Config
+from lhsweep.cri import query_runtime
+from lhsweep.errors import LockBusyError
+from lhsweep.host import HostRoot
+from lhsweep.inventory import DmControl, read_inventory
+from lhsweep.longhorn import frontend_records
+from lhsweep.model import (
+    ActionOutcome,
+    ActionResult,
+    RuntimeState,
+    RuntimeView,
+    SweepReport,
+)
+from lhsweep.plan import make_plan
+from lhsweep.tools import ToolRunner
+
+RuntimeQuery = Callable[[Config], RuntimeView]
+LOCK_NAME = "sweep.lock"
+
+
+def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
+         dm_control: Optional[DmControl] = None) -> SweepReport:
+    """Read runtime and host and plan, touching nothing."""
+    started = time.time()
+    # Runtime first: an instance-manager that starts after this answer makes devices that the
+    # inventory may see; the grace period, the re-confirmation and Longhorn's locks cover that.
+    runtime = query(config)
+    inventory = read_inventory(host, dm_control)
+    records = frontend_records(host, config.longhorn_data_path)
+    plan = make_plan(inventory, runtime, config, time.time(), records)
+    return SweepReport(runtime=runtime, plan=plan, started_at=started,
+                       duration_s=time.time() - started, problems=inventory.problems)
+
+
+def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunner,
+              query: RuntimeQuery = query_runtime,
+              dm_control: Optional[DmControl] = None) -> SweepReport:
+    """Scan, then remove what is stale; raises LockBusyError while another sweep runs."""
+    with sweep_lock(config.state_dir):
+        report = scan(config, host, query=query, dm_control=dm_control)
+        removals = report.plan.removals
+        if not removals:
+            return replace(report, dry_run=dry_run)
+        changed = "" if dry_run else _runtime_changed(report.runtime, query(config))
+        if changed:
+            outcomes = tuple(
+                ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume) for e in removals
+            )
+        else:
+            outcomes = Actor(host, runner, dm_control).execute(report.plan, dry_run)
+        return replace(report, outcomes=outcomes, dry_run=dry_run,
+                       duration_s=time.time() - report.started_at)
+
+
+def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:
+    """Re-ask the runtime right before acting; any doubt means act on nothing this time."""
+    if now.state is not RuntimeState.KNOWN:
+        return f"runtime became unknown before acting: {now.reason}"
+    old = {im.container_id for im in before.live_instance_managers}
+    new = [im.pod_name for im in now.live_instance_managers if im.container_id not in old]
+    if new:
+        return f"instance-manager {', '.join(sorted(new))} started during the sweep; re-planning"
+    return ""
+
+
+@contextlib.contextmanager
+def sweep_lock(state_dir: str) -> Iterator[None]:
+    """Hold <state_dir>/sweep.lock exclusively for one sweep, or raise LockBusyError."""
+    os.makedirs(state_dir, mode=0o755, exist_ok=True)
+    path = os.path.join(state_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockBusyError(f"{path}: another lhsweep sweep is running") from None
+        yield
+    finally:
+        os.close(fd)
