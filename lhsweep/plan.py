@@ -244,7 +244,7 @@ def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice],
     busy = _dm_busy(ctx, dm, child)
     if busy:
         return Verdict.BUSY, f"{'; '.join(busy)} ({why})"
-    return Verdict.STALE, f"no live V2 instance-manager owns it ({why})"
+    return Verdict.STALE, f"{_stale_because(ctx)} ({why})"
 
 
 def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
@@ -268,6 +268,12 @@ def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
     if age_ns >= since:
         return Verdict.LIVE, f"made after instance-manager {names} started"
     return None
+
+
+def _stale_because(ctx: _Context) -> str:
+    if ctx.live_since_ns is None:
+        return "no V2 instance-manager runs on this node"
+    return f"older than running instance-manager {ctx.im_names()} and its backing is gone"
 
 
 def _dm_busy(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> list[str]:
@@ -354,7 +360,7 @@ def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
     """A node named after its dm device shares that device's verdict; it goes after the volume's dm."""
     draft.verdict = dm_draft.verdict
     draft.volume = dm_draft.volume
-    draft.reason = f"points at dm {dm_draft.name!r}, which is {dm_draft.verdict.value}"
+    draft.reason = f"points at dm {dm_draft.name!r}, which is {dm_draft.verdict.value}: {dm_draft.reason}"
     if dm_draft.verdict is Verdict.STALE:
         draft.after.extend(
             (Kind.DM, d.name) for d in dm.values() if d.volume == dm_draft.volume and d.order < ORDER_NODE
@@ -378,7 +384,7 @@ def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str, busy
     elif busy:
         draft.verdict, draft.reason = Verdict.BUSY, f"{'; '.join(busy)}; {what}"
     else:
-        draft.verdict, draft.reason = Verdict.STALE, f"no live V2 instance-manager; {what}"
+        draft.verdict, draft.reason = Verdict.STALE, f"{_stale_because(ctx)}; {what}"
 
 
 # ---------------------------------------------------------------- NVMe subsystems

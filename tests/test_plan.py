@@ -1,0 +1,162 @@
+"""The plan on hand-made inventories: each rule of DESIGN.md, case by case."""
+
+from __future__ import annotations
+
+from lhsweep.config import Config
+from lhsweep.model import LONGHORN_NQN_PREFIX, BlockDevice, DevNum, DmTarget, Kind, NodeType, Plan
+from lhsweep.plan import make_plan
+from tests.inventories import SECOND, Host, instance_manager, runtime_unknown, runtime_with
+
+NOW = 1_800_000_000.0
+NOW_NS = int(NOW * 1e9)
+OLD = NOW_NS - 3600 * SECOND
+CONFIG = Config()
+
+
+def verdicts(plan: Plan) -> dict[tuple[str, str], str]:
+    """(kind, name) -> verdict, for compact assertions."""
+    return {(e.kind.value, e.name): e.verdict.value for e in plan.entries}
+
+
+def plan_of(host: Host, runtime=None, config: Config = CONFIG, records: frozenset[str] = frozenset()) -> Plan:
+    return make_plan(host.inventory(), runtime or runtime_with(), config, NOW, records)
+
+
+def test_crashed_instance_manager_leaves_dm_node_and_controller_stale() -> None:
+    host = Host()
+    host.add_volume("pvc-1", ctime_ns=OLD)
+    plan = plan_of(host)
+    nqn = f"{LONGHORN_NQN_PREFIX}volume-pvc-1"
+    assert verdicts(plan) == {("dm", "pvc-1"): "stale", ("node", "pvc-1"): "stale", ("nvme", nqn): "stale"}
+    order = [(e.kind, e.name) for e in plan.removals]
+    assert order == [(Kind.DM, "pvc-1"), (Kind.NODE, "pvc-1"), (Kind.NVME, nqn)]
+    node = next(e for e in plan.entries if e.kind is Kind.NODE)
+    assert (Kind.DM, "pvc-1") in node.after
+    nvme = next(e for e in plan.entries if e.kind is Kind.NVME)
+    assert (Kind.DM, "pvc-1") in nvme.after and nvme.volume == "pvc-1"
+
+
+def test_v1_encrypted_volume_is_foreign_with_its_node() -> None:
+    host = Host()
+    host.add_v1_encrypted("pvc-v1", OLD)
+    plan = plan_of(host)
+    assert verdicts(plan) == {("dm", "pvc-v1"): "foreign", ("node", "pvc-v1"): "foreign"}
+    assert plan.removals == ()
+
+
+def test_mounted_stale_volume_is_busy_and_so_is_its_controller() -> None:
+    host = Host()
+    host.add_volume("pvc-m", ctime_ns=OLD, mounted=True, open_count=1)
+    plan = plan_of(host)
+    v = verdicts(plan)
+    assert v[("dm", "pvc-m")] == "busy" and v[("node", "pvc-m")] == "busy"
+    assert v[("nvme", f"{LONGHORN_NQN_PREFIX}volume-pvc-m")] == "busy"
+    dm = next(e for e in plan.entries if e.kind is Kind.DM)
+    assert "mounted on /var/lib/kubelet/pods/x/volumes/pvc-m" in dm.reason
+    assert plan.removals == ()
+
+
+def test_live_instance_manager_keeps_its_volumes() -> None:
+    host = Host()
+    host.add_volume("pvc-live", ctime_ns=OLD)
+    plan = plan_of(host, runtime_with(instance_manager(OLD - SECOND)))
+    assert set(verdicts(plan).values()) == {"live"}
+
+
+def test_live_instance_manager_allows_only_older_devices_whose_backing_is_gone() -> None:
+    host = Host()
+    host.add_volume("pvc-old", ctime_ns=OLD, backing_gone=True)
+    host.add_volume("pvc-new", ctime_ns=NOW_NS - 60 * SECOND, backing_gone=True)
+    host.add_volume("pvc-rec", ctime_ns=OLD, backing_gone=True)
+    im_started = NOW_NS - 600 * SECOND
+    plan = plan_of(host, runtime_with(instance_manager(im_started)), records=frozenset({"pvc-rec"}))
+    v = verdicts(plan)
+    assert v[("dm", "pvc-old")] == "stale" and v[("node", "pvc-old")] == "stale"
+    assert v[("dm", "pvc-new")] == "live"
+    assert v[("dm", "pvc-rec")] == "live"
+    assert "re-adopt" in next(e.reason for e in plan.entries if e.name == "pvc-rec" and e.kind is Kind.DM)
+
+
+def test_unknown_runtime_removes_nothing_and_says_why() -> None:
+    host = Host()
+    host.add_volume("pvc-1", ctime_ns=OLD)
+    plan = plan_of(host, runtime_unknown("timeout after 2.0s"))
+    assert set(verdicts(plan).values()) == {"unknown"}
+    assert all("timeout after 2.0s" in e.reason for e in plan.entries)
+    assert plan.removals == ()
+
+
+def test_lvm_multipath_and_plain_linear_are_foreign() -> None:
+    host = Host()
+    sd = DevNum(8, 0)
+    host.blocks.append(BlockDevice("sda", sd))
+    host.add_dm("vg0-lv0", (DmTarget(0, 100, "linear", sd),), uuid="LVM-abcdef")
+    host.add_dm("mpatha", (DmTarget(0, 100, "multipath", None),), uuid="mpath-3600")
+    host.add_dm("plain", (DmTarget(0, 100, "linear", sd),))
+    host.add_dm("striped", (DmTarget(0, 50, "linear", sd), DmTarget(50, 50, "linear", sd)))
+    plan = plan_of(host)
+    assert set(verdicts(plan).values()) == {"foreign"}
+
+
+def test_dangling_node_is_stale_and_a_reused_number_never_vouches() -> None:
+    host = Host()
+    host.add_node("pvc-gone", DevNum(253, 40), OLD)
+    other = host.add_volume("pvc-b", ctime_ns=OLD, node=False)
+    host.add_node("pvc-a", other.dev, OLD)
+    plan = plan_of(host, runtime_with(instance_manager(NOW_NS - 10 * SECOND)))
+    v = verdicts(plan)
+    assert v[("node", "pvc-gone")] == "stale"
+    assert v[("node", "pvc-a")] == "stale"
+    # pvc-b's device is owned by the live instance-manager: the stray node pointing at it does not matter.
+    assert v[("dm", "pvc-b")] == "live"
+    reason = next(e.reason for e in plan.entries if e.name == "pvc-a")
+    assert "now dm 'pvc-b'" in reason
+
+
+def test_symlink_and_regular_file_are_reported_never_removed() -> None:
+    host = Host()
+    host.add_node("pvc-link", None, OLD, NodeType.SYMLINK)
+    host.add_node("pvc-file", None, OLD, NodeType.REGULAR)
+    plan = plan_of(host)
+    assert verdicts(plan) == {("node", "pvc-link"): "foreign", ("node", "pvc-file"): "foreign"}
+    assert "symlink" in plan.entries[0].reason or "symlink" in plan.entries[1].reason
+
+
+def test_encrypted_v2_volume_goes_child_first() -> None:
+    host = Host()
+    host.add_volume("pvc-enc", ctime_ns=OLD, encrypted=True)
+    plan = plan_of(host)
+    order = [(e.kind.value, e.name) for e in plan.removals]
+    assert order[:3] == [("dm", "pvc-enc-encrypted"), ("dm", "pvc-enc"), ("node", "pvc-enc")]
+    parent = next(e for e in plan.entries if e.name == "pvc-enc" and e.kind is Kind.DM)
+    assert (Kind.DM, "pvc-enc-encrypted") in parent.after
+
+
+def test_encrypted_v2_volume_in_use_makes_both_busy() -> None:
+    host = Host()
+    host.add_volume("pvc-enc", ctime_ns=OLD, encrypted=True, mounted=True)
+    v = verdicts(plan_of(host))
+    assert v[("dm", "pvc-enc")] == "busy" and v[("dm", "pvc-enc-encrypted")] == "busy"
+
+
+def test_backing_gone_without_proof_is_foreign() -> None:
+    host = Host()
+    host.add_volume("pvc-x", ctime_ns=OLD, backing_gone=True, node=False)
+    assert verdicts(plan_of(host)) == {("dm", "pvc-x"): "foreign"}
+
+
+def test_grace_period_and_exclude_patterns() -> None:
+    host = Host()
+    host.add_volume("pvc-young", ctime_ns=NOW_NS - 5 * SECOND)
+    host.add_volume("keep-me", ctime_ns=OLD)
+    config = Config(sweep_grace_period=30.0, sweep_exclude=("keep-*",))
+    v = verdicts(plan_of(host, config=config))
+    assert v[("dm", "pvc-young")] == "live"
+    assert v[("dm", "keep-me")] == "foreign" and v[("node", "keep-me")] == "foreign"
+
+
+def test_suspended_device_is_busy() -> None:
+    host = Host()
+    ns_dev, _ = host.namespace(f"{LONGHORN_NQN_PREFIX}volume-pvc-s")
+    host.add_dm("pvc-s", (DmTarget(0, 8, "linear", ns_dev),), suspended=True)
+    assert verdicts(plan_of(host))[("dm", "pvc-s")] == "busy"

@@ -1,0 +1,168 @@
+"""Property tests: over generated hosts, the plan never removes what it must not touch."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lhsweep.config import Config
+from lhsweep.model import (
+    LONGHORN_NQN_PREFIX,
+    BlockDevice,
+    DevNum,
+    DmTarget,
+    Inventory,
+    Kind,
+    NodeType,
+    Plan,
+    RuntimeState,
+    RuntimeView,
+)
+from lhsweep.plan import make_plan
+from tests.inventories import SECOND, Host, instance_manager, runtime_unknown, runtime_with
+
+NOW = 1_800_000_000.0
+NOW_NS = int(NOW * 1e9)
+
+volume_spec = st.fixed_dictionaries({
+    "age_s": st.sampled_from([1, 20, 100, 1000, 100_000]),
+    "backing_gone": st.booleans(),
+    "node": st.booleans(),
+    "open_count": st.sampled_from([0, 0, 0, 1, 2]),
+    "mounted": st.sampled_from([False, False, False, True]),
+    "encrypted": st.sampled_from([False, False, True]),
+    "engine_nqn": st.booleans(),
+})
+
+runtime_spec = st.one_of(
+    st.just("unknown"),
+    st.just("none"),
+    st.tuples(st.sampled_from(["live", "live", "exited"]), st.sampled_from([5, 50, 500, 5000, 500_000])),
+    st.tuples(st.just("live"), st.sampled_from([50, 500, 5000])),
+)
+
+
+@st.composite
+def hosts(draw: st.DrawFn) -> tuple[Inventory, RuntimeView, frozenset[str]]:
+    """A random host with Longhorn volumes in every state, foreign devices and odd nodes."""
+    host = Host()
+    specs = draw(st.lists(volume_spec, max_size=6))
+    for i, spec in enumerate(specs):
+        name = f"pvc-{i}"
+        nqn = f"{LONGHORN_NQN_PREFIX}{name}-e-0123abcd" if spec["engine_nqn"] else None
+        host.add_volume(name, ctime_ns=NOW_NS - spec["age_s"] * SECOND, backing_gone=spec["backing_gone"],
+                        node=spec["node"], open_count=spec["open_count"], mounted=spec["mounted"],
+                        encrypted=spec["encrypted"], nqn=nqn)
+    for i in range(draw(st.integers(0, 2))):
+        host.add_v1_encrypted(f"v1-{i}", NOW_NS - 1000 * SECOND)
+    sd = DevNum(8, 240)
+    host.blocks.append(BlockDevice("sdp", sd))
+    for i in range(draw(st.integers(0, 2))):
+        host.add_dm(f"vg-lv{i}", (DmTarget(0, 8, "linear", sd),), uuid=f"LVM-{i}")
+        host.add_dm(f"mpath{i}", (DmTarget(0, 8, "multipath", None),))
+    for i in range(draw(st.integers(0, 2))):
+        host.add_node(f"gone-{i}", DevNum(253, 200 + i), NOW_NS - draw(st.sampled_from([1, 1000])) * SECOND)
+    if host.dm and draw(st.booleans()):
+        host.add_node("stray", draw(st.sampled_from(host.dm)).dev, NOW_NS - 1000 * SECOND)
+    host.add_node("link", None, NOW_NS, draw(st.sampled_from([NodeType.SYMLINK, NodeType.REGULAR])))
+    records = frozenset(f"pvc-{i}" for i in range(len(specs)) if draw(st.booleans()))
+    return host.inventory(), _runtime(draw(runtime_spec)), records
+
+
+def _runtime(spec: object) -> RuntimeView:
+    if spec == "unknown":
+        return runtime_unknown()
+    if spec == "none":
+        return runtime_with()
+    assert isinstance(spec, tuple)
+    state, age_s = spec
+    return runtime_with(instance_manager(NOW_NS - age_s * SECOND, running=state == "live"))
+
+
+def _plan(inv: Inventory, runtime: RuntimeView, records: frozenset[str]) -> Plan:
+    return make_plan(inv, runtime, Config(sweep_grace_period=30.0), NOW, records)
+
+
+def _check_dm_removal(inv: Inventory, name: str, removed: set[tuple[Kind, str]], kernel: dict) -> None:
+    dm = next(d for d in inv.dm_devices if d.name == name)
+    assert dm.targets is not None and len(dm.targets) == 1
+    target = dm.targets[0]
+    if target.target_type == "crypt":
+        parent = next(d for d in inv.dm_devices if d.dev == target.backing)
+        assert name == parent.name + "-encrypted" and (Kind.DM, parent.name) in removed
+    else:
+        assert target.target_type == "linear" and dm.uuid == ""
+    removed_kernel = {kernel[d.dev] for d in inv.dm_devices if (Kind.DM, d.name) in removed}
+    assert set(dm.holders) <= removed_kernel, "a holder that stays"
+    assert (dm.open_count or 0) - len(dm.holders) <= 0, "open by something other than a removed child"
+    assert dm.dev not in {m.dev for m in inv.mounts}, "mounted"
+    assert not dm.suspended
+
+
+def _check_removals(inv: Inventory, runtime: RuntimeView, plan: Plan) -> None:
+    removed = {(e.kind, e.name) for e in plan.removals}
+    kernel = {b.dev: b.name for b in inv.block_devices}
+    mounted = {m.dev for m in inv.mounts}
+    live = runtime.live_instance_managers
+    for kind, name in removed:
+        if kind is Kind.DM:
+            _check_dm_removal(inv, name, removed, kernel)
+            dm = next(d for d in inv.dm_devices if d.name == name)
+            backing_present = dm.targets is not None and dm.targets[0].backing in kernel
+            assert not (live and backing_present and dm.targets[0].target_type == "linear")
+        elif kind is Kind.NODE:
+            node = next(n for n in inv.nodes if n.name == name)
+            assert node.node_type is NodeType.BLOCK
+            assert not (live and node.ctime_ns >= min(im.created_at_ns for im in live))
+        else:
+            sub = next(s for s in inv.subsystems if s.nqn == name)
+            assert sub.is_longhorn and not live
+            for ns in sub.namespaces:
+                assert ns.dev not in mounted
+                users = {d.name for d in inv.dm_devices if kernel.get(d.dev) in ns.holders}
+                assert all((Kind.DM, u) in removed for u in users)
+
+
+@settings(max_examples=500, deadline=None)
+@given(hosts())
+def test_nothing_busy_foreign_or_owned_by_a_live_instance_manager_is_removed(case) -> None:
+    inv, runtime, records = case
+    plan = _plan(inv, runtime, records)
+    _check_removals(inv, runtime, plan)
+    for entry in plan.removals:
+        for kind, name in entry.after:
+            assert (kind, name) in {(e.kind, e.name) for e in plan.removals}, "waits for a kept entry"
+
+
+@settings(max_examples=150, deadline=None)
+@given(hosts())
+def test_unknown_runtime_gives_an_empty_removal_plan(case) -> None:
+    inv, _, records = case
+    plan = _plan(inv, runtime_unknown("socket missing"), records)
+    assert plan.removals == ()
+    assert all(e.verdict.value in ("unknown", "foreign") for e in plan.entries)
+
+
+@settings(max_examples=150, deadline=None)
+@given(hosts(), st.randoms(use_true_random=False))
+def test_planning_is_deterministic_and_ignores_input_order(case, rnd: random.Random) -> None:
+    inv, runtime, records = case
+    first = _plan(inv, runtime, records)
+    assert _plan(inv, runtime, records) == first
+    shuffled = Inventory(*(tuple(rnd.sample(list(part), len(part))) for part in (
+        inv.dm_devices, inv.nodes, inv.subsystems, inv.block_devices, inv.ublk_devices, inv.mounts)))
+    assert _plan(shuffled, runtime, records) == first
+
+
+@settings(max_examples=100, deadline=None)
+@given(hosts())
+def test_every_object_gets_exactly_one_entry(case) -> None:
+    inv, runtime, records = case
+    plan = _plan(inv, runtime, records)
+    keys = [(e.kind, e.name) for e in plan.entries]
+    assert len(keys) == len(set(keys))
+    assert {n for k, n in keys if k is Kind.DM} == {d.name for d in inv.dm_devices}
+    assert {n for k, n in keys if k is Kind.NODE} == {n.name for n in inv.nodes}
+    assert runtime.state in (RuntimeState.KNOWN, RuntimeState.UNKNOWN)
