@@ -36,6 +36,8 @@ class ToolResult:
             return f"{self.argv[0]} still running after {self.duration_s:.1f}s and SIGKILL: abandoned"
         if self.timed_out:
             return f"{self.argv[0]} timed out after {self.duration_s:.1f}s and was killed"
+        if self.returncode is None:
+            return self.stderr
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()
         last = text[-1] if text else ""
         return f"{self.argv[0]} exited {self.returncode}" + (f": {last}" if last else "")
