@@ -1,0 +1,356 @@
+"""CriClient and query_runtime against a real gRPC fake runtime on a unix socket."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lhsweep.config import Config
+from lhsweep.cri import CriCallError, CriClient, CriUnimplementedError, Failure, query_runtime
+from lhsweep.model import RuntimeState, RuntimeView
+from tests.crifake import FakeCri, container_for, im_pod
+
+TIMEOUT = 0.3
+
+
+@pytest.fixture
+def cri() -> Iterator[FakeCri]:
+    with FakeCri() as fake:
+        yield fake
+
+
+def config_for(*endpoints: str, namespace: str = "longhorn-system") -> Config:
+    return Config(cri_endpoints=endpoints, cri_timeout=TIMEOUT, longhorn_namespace=namespace)
+
+
+def query(cri: FakeCri) -> RuntimeView:
+    return query_runtime(config_for(cri.endpoint))
+
+
+def client_error(cri: FakeCri, call: str = "ListPodSandbox") -> CriCallError:
+    with CriClient(cri.endpoint, TIMEOUT) as client, pytest.raises(CriCallError) as caught:
+        client.version()
+        if call == "ListContainers":
+            client.list_containers("some-sandbox")
+        else:
+            client.list_pod_sandboxes({"a": "b"})
+    return caught.value
+
+
+# ---------------------------------------------------------------- client
+
+
+def test_version_answers_with_a_deadline_on_the_call(cri: FakeCri) -> None:
+    with CriClient(cri.endpoint, TIMEOUT) as client:
+        version = client.version()
+    assert (version.runtime_name, version.runtime_api_version) == ("fakecri", "v1")
+    [(call, remaining)] = cri.calls
+    assert call == "Version"
+    assert remaining is not None and 0 < remaining <= TIMEOUT
+
+
+def test_plain_socket_path_is_accepted(cri: FakeCri) -> None:
+    with CriClient(cri.socket_path, TIMEOUT) as client:
+        assert client.version().runtime_version == "0.1.0"
+
+
+def test_list_calls_pass_their_filters_and_return_typed_records(cri: FakeCri) -> None:
+    sandbox, containers = im_pod(node="n7")
+    other, other_containers = im_pod()
+    cri.add_pod(sandbox, containers)
+    cri.add_pod(other, other_containers)
+    with CriClient(cri.endpoint, TIMEOUT) as client:
+        sandboxes = client.list_pod_sandboxes({"longhorn.io/node": "n7"})
+        listed = client.list_containers(sandbox["id"])
+        everything = client.list_containers()
+    assert [s.id for s in sandboxes] == [sandbox["id"]]
+    assert sandboxes[0].state == "SANDBOX_READY"
+    assert sandboxes[0].namespace == "longhorn-system"
+    assert [(c.id, c.name, c.state) for c in listed] == [
+        (containers[0]["id"], "instance-manager", "CONTAINER_RUNNING")]
+    assert len(everything) == 2
+
+
+@pytest.mark.parametrize("api", ["v1alpha2", "v2", "", "v1beta"])
+def test_wrong_api_version_is_refused(cri: FakeCri, api: str) -> None:
+    cri.update(runtime_api_version=api)
+    with CriClient(cri.endpoint, TIMEOUT) as client, pytest.raises(CriCallError) as caught:
+        client.version()
+    assert caught.value.failure is Failure.API_VERSION
+    assert repr(api) in str(caught.value)
+
+
+def test_missing_socket_fails_without_connecting(tmp_path: object) -> None:
+    started = time.monotonic()
+    with CriClient("unix:///nonexistent/cri.sock", 5.0) as client, \
+            pytest.raises(CriCallError) as caught:
+        client.version()
+    assert caught.value.failure is Failure.NO_SOCKET
+    assert "/nonexistent/cri.sock" in str(caught.value)
+    assert time.monotonic() - started < 5.0
+
+
+def test_endpoint_that_is_not_a_unix_socket_is_refused() -> None:
+    with CriClient("tcp://127.0.0.1:1", TIMEOUT) as client, pytest.raises(CriCallError) as caught:
+        client.version()
+    assert caught.value.failure is Failure.BAD_ENDPOINT
+
+
+def test_socket_without_listener_is_unavailable(cri: FakeCri) -> None:
+    cri.stop()
+    error = client_error(cri)
+    assert error.failure in (Failure.UNAVAILABLE, Failure.NO_SOCKET)
+
+
+def test_slow_answer_times_out(cri: FakeCri) -> None:
+    cri.set_behaviour("ListPodSandbox", delay=30)
+    error = client_error(cri)
+    assert error.failure is Failure.TIMEOUT
+    assert f"{TIMEOUT:g}s" in str(error)
+
+
+def test_unimplemented_is_its_own_error(cri: FakeCri) -> None:
+    cri.set_behaviour("ListPodSandbox", abort="UNIMPLEMENTED")
+    error = client_error(cri)
+    assert isinstance(error, CriUnimplementedError)
+    assert error.failure is Failure.UNIMPLEMENTED
+
+
+def test_other_status_codes_are_named(cri: FakeCri) -> None:
+    cri.set_behaviour("ListPodSandbox", abort="PERMISSION_DENIED")
+    error = client_error(cri)
+    assert error.failure is Failure.RPC_ERROR
+    assert "PERMISSION_DENIED" in str(error)
+
+
+def test_server_dying_mid_call_is_unavailable(cri: FakeCri) -> None:
+    cri.set_behaviour("ListPodSandbox", drop=True)
+    error = client_error(cri)
+    assert error.failure is Failure.UNAVAILABLE
+
+
+@pytest.mark.parametrize("call", ["ListPodSandbox", "ListContainers"])
+def test_garbage_bytes_are_malformed(cri: FakeCri, call: str) -> None:
+    cri.set_behaviour(call, garbage=True)
+    error = client_error(cri, call)
+    assert error.failure is Failure.MALFORMED
+    assert "\n" not in str(error)
+
+
+def test_containers_of_another_sandbox_are_malformed(cri: FakeCri) -> None:
+    cri.add_pod(*im_pod())
+    cri.set_behaviour("ListContainers", ignore_filter=True)
+    error = client_error(cri, "ListContainers")
+    assert error.failure is Failure.MALFORMED
+    assert "some-sandbox" in str(error)
+
+
+def test_sandboxes_without_the_asked_labels_are_malformed(cri: FakeCri) -> None:
+    cri.add_pod(*im_pod())
+    cri.set_behaviour("ListPodSandbox", ignore_filter=True)
+    with CriClient(cri.endpoint, TIMEOUT) as client, pytest.raises(CriCallError) as caught:
+        client.list_pod_sandboxes({"longhorn.io/data-engine": "v1"})
+    assert caught.value.failure is Failure.MALFORMED
+
+
+# ---------------------------------------------------------------- query_runtime: known
+
+
+def test_live_instance_manager(cri: FakeCri) -> None:
+    sandbox, containers = im_pod(node="worker-3", created_at_ns=1_700_000_000_000_000_000)
+    cri.add_pod(sandbox, containers)
+    view = query(cri)
+    assert view.state is RuntimeState.KNOWN, view.reason
+    assert (view.endpoint, view.runtime_name) == (cri.endpoint, "fakecri")
+    [im] = view.instance_managers
+    assert im.pod_name == sandbox["metadata"]["name"]
+    assert im.pod_uid == sandbox["metadata"]["uid"]
+    assert (im.namespace, im.node, im.sandbox_id) == ("longhorn-system", "worker-3", sandbox["id"])
+    assert (im.sandbox_state, im.container_state) == ("ready", "running")
+    assert im.container_id == containers[0]["id"]
+    assert im.created_at_ns == containers[0]["created_at"]
+    assert view.live_instance_managers == (im,)
+
+
+def test_exited_instance_manager_is_known_and_not_alive(cri: FakeCri) -> None:
+    cri.add_pod(*im_pod(container_state="CONTAINER_EXITED"))
+    view = query(cri)
+    [im] = view.instance_managers
+    assert view.state is RuntimeState.KNOWN
+    assert im.container_state == "exited"
+    assert view.live_instance_managers == ()
+
+
+def test_notready_sandbox_without_container_uses_the_sandbox_time(cri: FakeCri) -> None:
+    sandbox, _ = im_pod(sandbox_state="SANDBOX_NOTREADY", container_state=None)
+    cri.add_pod(sandbox, [])
+    [im] = query(cri).instance_managers
+    assert (im.sandbox_state, im.container_id, im.container_state) == ("notready", None, None)
+    assert im.created_at_ns == sandbox["created_at"]
+
+
+def test_no_instance_manager_is_known_and_empty(cri: FakeCri) -> None:
+    view = query(cri)
+    assert view.state is RuntimeState.KNOWN
+    assert view.instance_managers == ()
+
+
+def test_v1_other_namespace_and_other_pods_are_ignored(cri: FakeCri) -> None:
+    cri.add_pod(*im_pod(data_engine="v1"))
+    cri.add_pod(*im_pod(namespace="other"))
+    unrelated, containers = im_pod()
+    unrelated["labels"] = {"app": "web"}
+    cri.add_pod(unrelated, containers)
+    view = query(cri)
+    assert view.state is RuntimeState.KNOWN
+    assert view.instance_managers == ()
+
+
+def test_configured_namespace_is_used(cri: FakeCri) -> None:
+    sandbox, containers = im_pod(namespace="storage")
+    cri.add_pod(sandbox, containers)
+    cri.add_pod(*im_pod())
+    view = query_runtime(config_for(cri.endpoint, namespace="storage"))
+    assert [im.sandbox_id for im in view.instance_managers] == [sandbox["id"]]
+
+
+def test_container_is_found_by_kubelet_label_and_sidecars_ignored(cri: FakeCri) -> None:
+    sandbox, [main] = im_pod()
+    main["metadata"]["name"] = "renamed"
+    sidecar = container_for(sandbox, "sidecar", "CONTAINER_RUNNING", main["created_at"] + 5)
+    cri.add_pod(sandbox, [main, sidecar])
+    [im] = query(cri).instance_managers
+    assert im.container_id == main["id"]
+
+
+def test_newest_alive_container_wins_over_newer_exited_one(cri: FakeCri) -> None:
+    sandbox, [first] = im_pod(container_state="CONTAINER_EXITED")
+    created = first["created_at"]
+    running = container_for(sandbox, "instance-manager", "CONTAINER_RUNNING", created + 10, 1)
+    exited = container_for(sandbox, "instance-manager", "CONTAINER_EXITED", created + 20, 2)
+    cri.add_pod(sandbox, [first, running, exited])
+    [im] = query(cri).instance_managers
+    assert (im.container_id, im.container_state) == (running["id"], "running")
+
+
+# ---------------------------------------------------------------- query_runtime: unknown
+
+
+@pytest.mark.parametrize(
+    ("call", "behaviour", "expected"),
+    [
+        ("ListPodSandbox", {"delay": 30}, "timeout"),
+        ("ListContainers", {"delay": 30}, "timeout"),
+        ("ListPodSandbox", {"abort": "UNIMPLEMENTED"}, "unimplemented"),
+        ("ListContainers", {"drop": True}, "unavailable"),
+        ("ListPodSandbox", {"garbage": True}, "malformed"),
+        ("ListContainers", {"ignore_filter": True}, "malformed"),
+    ],
+)
+def test_failures_after_version_give_unknown(
+    cri: FakeCri, call: str, behaviour: dict[str, object], expected: str
+) -> None:
+    cri.add_pod(*im_pod())
+    cri.add_pod(*im_pod())
+    cri.set_behaviour(call, **behaviour)
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    assert f"{call}: {expected}" in view.reason
+    assert view.endpoint == cri.endpoint
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("state", 7), ("metadata", None), ("created_at", 0), ("id", "")],
+)
+def test_garbage_sandbox_gives_unknown(cri: FakeCri, field: str, value: object) -> None:
+    sandbox, containers = im_pod()
+    if value is None:
+        del sandbox[field]
+    else:
+        sandbox[field] = value
+    cri.add_pod(sandbox, containers)
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert "ListPodSandbox: malformed" in view.reason
+
+
+def test_container_with_unknown_state_gives_unknown(cri: FakeCri) -> None:
+    sandbox, [container] = im_pod()
+    container["state"] = 9
+    cri.add_pod(sandbox, [container])
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert "ListContainers: malformed" in view.reason
+
+
+def test_wrong_api_version_gives_unknown(cri: FakeCri) -> None:
+    cri.update(runtime_api_version="v1alpha2")
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert "api-version" in view.reason
+
+
+def test_garbage_version_gives_unknown(cri: FakeCri) -> None:
+    cri.set_behaviour("Version", garbage=True)
+    assert query(cri).state is RuntimeState.UNKNOWN
+
+
+def test_no_socket_at_all_gives_unknown() -> None:
+    view = query_runtime(config_for("unix:///nonexistent/a.sock", "/nonexistent/b.sock"))
+    assert view.state is RuntimeState.UNKNOWN
+    assert "no CRI socket found" in view.reason
+
+
+def test_unexpected_exception_gives_unknown(cri: FakeCri, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: CriClient) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(CriClient, "version", broken)
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.reason.endswith("RuntimeError: boom")
+
+
+# ---------------------------------------------------------------- endpoint order
+
+
+def test_first_answering_endpoint_is_used() -> None:
+    with FakeCri() as first, FakeCri() as second:
+        second.add_pod(*im_pod())
+        view = query_runtime(config_for(first.endpoint, second.endpoint))
+        assert (view.state, view.endpoint, view.instance_managers) == (
+            RuntimeState.KNOWN, first.endpoint, ())
+        assert second.calls == []
+
+
+def test_missing_and_failing_endpoints_are_skipped() -> None:
+    with FakeCri() as broken, FakeCri() as good:
+        broken.update(runtime_api_version="v1alpha2")
+        good.add_pod(*im_pod())
+        view = query_runtime(config_for("unix:///nonexistent/cri.sock", broken.endpoint,
+                                        good.endpoint))
+        assert view.state is RuntimeState.KNOWN
+        assert view.endpoint == good.endpoint
+        assert len(view.instance_managers) == 1
+
+
+def test_all_endpoints_failing_names_each() -> None:
+    with FakeCri() as slow, FakeCri() as old:
+        slow.set_behaviour("Version", delay=30)
+        old.update(runtime_api_version="v1alpha2")
+        view = query_runtime(config_for(slow.endpoint, old.endpoint))
+        assert view.state is RuntimeState.UNKNOWN
+        assert slow.endpoint in view.reason and old.endpoint in view.reason
+
+
+def test_failure_after_version_does_not_fall_through(cri: FakeCri) -> None:
+    with FakeCri() as second:
+        second.add_pod(*im_pod())
+        cri.set_behaviour("ListPodSandbox", abort="INTERNAL")
+        view = query_runtime(config_for(cri.endpoint, second.endpoint))
+        assert view.state is RuntimeState.UNKNOWN
+        assert second.calls == []
