@@ -1,0 +1,168 @@
+"""The host inventory: dm devices, /dev/longhorn entries, NVMe subsystems, ublk devices, mounts."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from typing import Callable, Optional, TypeVar
+
+from lhsweep.errors import HostReadError
+from lhsweep.host import HostRoot
+from lhsweep.inventory.dmcontrol import DmControl, DmState
+from lhsweep.inventory.dmioctl import IoctlDmControl
+from lhsweep.inventory.dmsetup import DmsetupDmControl
+from lhsweep.inventory.mounts import read_mounts
+from lhsweep.inventory.nodes import read_node, read_nodes
+from lhsweep.inventory.nvme import read_subsystems
+from lhsweep.inventory.sysfs import (
+    DmSysfs,
+    Problems,
+    find_dm_kernel_name,
+    kernel_name_of,
+    read_block_devices,
+    read_dm_sysfs,
+)
+from lhsweep.model import BlockDevice, DmDevice, Inventory
+
+__all__ = [
+    "DmControl",
+    "DmState",
+    "DmsetupDmControl",
+    "IoctlDmControl",
+    "read_dm_device",
+    "read_inventory",
+    "read_mounts",
+    "read_node",
+    "read_subsystems",
+    "select_dm_control",
+]
+
+DM_CONTROL_NODE = "/dev/mapper/control"
+_T = TypeVar("_T")
+
+
+def select_dm_control(host: HostRoot, which: Callable[[str], Optional[str]] = shutil.which,
+                      ) -> tuple[Optional[DmControl], str]:
+    """The ioctl when <root>/dev/mapper/control is a char device, else dmsetup on PATH, else None.
+
+    The second value says why there is none ("" when there is one).
+    """
+    st = host.lstat(DM_CONTROL_NODE)
+    if st is not None and stat.S_ISCHR(st.st_mode):
+        return IoctlDmControl(host.path(DM_CONTROL_NODE)), ""
+    dmsetup = which("dmsetup")
+    if dmsetup:
+        return DmsetupDmControl(dmsetup=dmsetup), ""
+    return None, (f"dm control: {DM_CONTROL_NODE} is not a char device and dmsetup is not on PATH; "
+                  "dm tables and open counts unknown")
+
+
+def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None) -> Inventory:
+    """Read everything the plan needs from the host; what cannot be read is named in `problems`."""
+    problems = Problems()
+    blocks = read_block_devices(host, problems)
+    has_dm = any(b.name.startswith("dm-") for b in blocks)
+    states = _dm_states(host, dm_control, problems) if has_dm else {}
+    dm_devices = []
+    for block in blocks:
+        if block.name.startswith("dm-"):
+            device = _dm_device(host, block, states, problems)
+            if device is not None:
+                dm_devices.append(device)
+    return Inventory(
+        dm_devices=tuple(sorted(dm_devices, key=lambda d: d.name)),
+        nodes=_guarded(problems, read_nodes, host, ()),
+        subsystems=read_subsystems(host, problems),
+        block_devices=blocks,
+        ublk_devices=tuple(b for b in blocks if b.name.startswith("ublkb")),
+        mounts=_guarded(problems, read_mounts, host, ()),
+        problems=tuple(problems.lines),
+    )
+
+
+def read_dm_device(host: HostRoot, name: str,
+                   dm_control: Optional[DmControl] = None) -> Optional[DmDevice]:
+    """Re-read the one dm device `name` right before acting on it; None when it is gone.
+
+    When the control interface and sysfs disagree (it changed in between) or the control
+    cannot be read, the device comes back with an unknown table and open count.
+    """
+    control = dm_control if dm_control is not None else select_dm_control(host)[0]
+    if control is None:
+        return _sysfs_only(host, name)
+    try:
+        state = control.read_one(name)
+    except HostReadError:
+        return _sysfs_only(host, name)
+    if state is None:
+        return None
+    kernel_name = kernel_name_of(host, state.dev)
+    sysfs = read_dm_sysfs(host, kernel_name, state.dev, Problems()) if kernel_name else None
+    if sysfs is None or sysfs.name != name:
+        return DmDevice(name, state.dev, state.uuid, state.suspended, None, None,
+                        state.deferred_remove, (), ())
+    return _merge(sysfs, state)
+
+
+def _sysfs_only(host: HostRoot, name: str) -> Optional[DmDevice]:
+    """The device `name` found by a sysfs scan, its table and open count unknown."""
+    found = find_dm_kernel_name(host, name)
+    sysfs = read_dm_sysfs(host, found[0], found[1], Problems()) if found else None
+    return _merge(sysfs, None) if sysfs is not None and sysfs.name == name else None
+
+
+def _dm_states(host: HostRoot, dm_control: Optional[DmControl],
+               problems: Problems) -> Optional[dict[str, DmState]]:
+    """Every device's table and open count from the dm control, None when unreadable."""
+    control, why = (dm_control, "") if dm_control is not None else select_dm_control(host)
+    if control is None:
+        problems.add(why)
+        return None
+    try:
+        return control.read_all()
+    except HostReadError as exc:
+        problems.add(f"dm control ({control.source}): {exc}; dm tables and open counts unknown")
+        return None
+
+
+def _dm_device(host: HostRoot, block: BlockDevice, states: Optional[dict[str, DmState]],
+               problems: Problems) -> Optional[DmDevice]:
+    try:
+        sysfs = read_dm_sysfs(host, block.name, block.dev, problems)
+    except HostReadError as exc:
+        problems.add(str(exc))
+        return None
+    if sysfs is None:
+        return None
+    state = states.get(sysfs.name) if states is not None else None
+    if state is not None and state.dev != sysfs.dev:
+        problems.add(f"dm {sysfs.name}: {state.dev} in the dm control but {sysfs.dev} in sysfs")
+        state = None
+    elif states is not None and state is None:
+        problems.add(f"dm {sysfs.name}: in sysfs but not in the dm control (changing?)")
+    return _merge(sysfs, state)
+
+
+def _merge(sysfs: DmSysfs, state: Optional[DmState]) -> DmDevice:
+    """One DmDevice from sysfs and (when known) the control interface's view of the same device."""
+    return DmDevice(
+        name=sysfs.name,
+        dev=sysfs.dev,
+        uuid=sysfs.uuid,
+        suspended=sysfs.suspended or (state is not None and state.suspended),
+        targets=state.targets if state is not None else None,
+        open_count=state.open_count if state is not None else None,
+        deferred_remove=state.deferred_remove if state is not None else False,
+        holders=sysfs.holders,
+        slaves=sysfs.slaves,
+        dangling_slaves=sysfs.dangling_slaves,
+    )
+
+
+def _guarded(problems: Problems, read: Callable[[HostRoot], _T], host: HostRoot, default: _T) -> _T:
+    """read(host), or `default` with the problem recorded when it raises HostReadError."""
+    try:
+        return read(host)
+    except HostReadError as exc:
+        problems.add(str(exc))
+        return default

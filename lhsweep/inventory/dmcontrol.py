@@ -1,0 +1,67 @@
+"""What the dm control interface tells beyond sysfs, behind one small interface.
+
+Sysfs shows a dm device's name, uuid, suspended flag, holders and slaves, but not its
+table (target types and backing devices), its open count or a pending deferred removal:
+the kernel exposes those only through the dm ioctl on /dev/mapper/control (which
+`dmsetup` uses too). Ownership needs the table and busy detection needs the open count,
+so they come from a DmControl: the ioctl in-process, or one batched set of dmsetup calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from lhsweep.model import DevNum, DmTarget
+
+# Target types whose parameters name a backing device, and that field's index.
+_BACKING_FIELD = {"linear": 0, "crypt": 3}
+
+
+@dataclass(frozen=True)
+class DmState:
+    """One dm device as the control interface reports it; never the raw table parameters."""
+
+    name: str
+    dev: DevNum
+    uuid: str
+    open_count: int
+    suspended: bool
+    deferred_remove: bool
+    targets: tuple[DmTarget, ...]
+
+
+class DmControl(Protocol):
+    """Reads dm tables, open counts and flags; both methods raise HostReadError when they cannot."""
+
+    source: str
+
+    def read_all(self) -> dict[str, DmState]:
+        """Every dm device by name (a device that vanished while being read is left out)."""
+        ...
+
+    def read_one(self, name: str) -> Optional[DmState]:
+        """The device called `name`, None when there is none."""
+        ...
+
+
+def parse_target(start: int, length: int, target_type: str, params: str) -> DmTarget:
+    """Reduce one table line to a DmTarget, keeping only the backing device of linear/crypt.
+
+    The parameters are dropped here and never stored: a crypt table carries its key.
+    """
+    backing = None
+    index = _BACKING_FIELD.get(target_type)
+    if index is not None:
+        fields = params.split(None, index + 1)
+        if len(fields) > index:
+            backing = _devnum_or_none(fields[index])
+    return DmTarget(start, length, target_type, backing)
+
+
+def _devnum_or_none(text: str) -> Optional[DevNum]:
+    """'M:m' as the kernel prints table devices; anything else (a path) gives None."""
+    major, sep, minor = text.partition(":")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        return None
+    return DevNum(int(major), int(minor))

@@ -1,0 +1,142 @@
+"""A DmControl through the dmsetup tool: two batched calls (`info`, `table`), never one per device."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from lhsweep.errors import HostReadError
+from lhsweep.inventory.dmcontrol import DmState, parse_target
+from lhsweep.model import DevNum, DmTarget
+from lhsweep.tools import ToolRunner
+
+DEFAULT_TIMEOUT_S = 10.0
+_NO_DEVICES = "No devices found"
+_MISSING = ("does not exist", "not found", "No such device")
+
+
+class DmsetupDmControl:
+    """DmControl through `dmsetup info` (long form: it alone shows DEFERRED REMOVE) and `dmsetup table`.
+
+    `dmsetup table` masks crypt keys itself; the parameters are dropped here all the same.
+    """
+
+    source = "dmsetup"
+
+    def __init__(self, runner: Optional[ToolRunner] = None, dmsetup: str = "dmsetup") -> None:
+        self._runner = runner or ToolRunner(DEFAULT_TIMEOUT_S)
+        self._dmsetup = dmsetup
+
+    def read_all(self) -> dict[str, DmState]:
+        """Every dm device from one `dmsetup info` and one `dmsetup table`."""
+        infos = parse_info(self._run("info") or "")
+        tables = parse_tables(self._run("table") or "")
+        states = {}
+        for info in infos:
+            targets = tables.get(info.name)
+            if targets is None and info.target_count == 0:
+                targets = ()
+            if targets is not None:  # else it came or changed between the two calls
+                states[info.name] = info.with_targets(targets)
+        return states
+
+    def read_one(self, name: str) -> Optional[DmState]:
+        """The device `name` from `dmsetup info <name>` and `dmsetup table <name>`."""
+        info_text = self._run("info", name)
+        table_text = self._run("table", name) if info_text is not None else None
+        if info_text is None or table_text is None:
+            return None
+        infos = parse_info(info_text)
+        if len(infos) != 1 or infos[0].name != name:
+            raise HostReadError(f"dmsetup info {name}: unexpected answer")
+        return infos[0].with_targets(parse_tables(table_text, name)[name])
+
+    def _run(self, command: str, name: str = "") -> Optional[str]:
+        """stdout of `dmsetup <command> [name]`; None when the named device does not exist."""
+        argv = [self._dmsetup, command, *([name] if name else [])]
+        result = self._runner.run(argv)
+        if result.ok:
+            return result.stdout
+        if name and result.returncode is not None and any(m in result.stderr for m in _MISSING):
+            return None
+        raise HostReadError(f"dmsetup {command}{' ' + name if name else ''}: {result.summary()}")
+
+
+class _Info:
+    """One `dmsetup info` block, before its table is known."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.dev: Optional[DevNum] = None
+        self.uuid = ""
+        self.open_count: Optional[int] = None
+        self.target_count: Optional[int] = None
+        self.state = ""
+
+    def with_targets(self, targets: tuple[DmTarget, ...]) -> DmState:
+        """The finished DmState; raises HostReadError when the block lacked a needed line."""
+        if not self.name or self.dev is None or self.open_count is None or not self.state:
+            raise HostReadError(f"dmsetup info: incomplete entry for {self.name or '?'}")
+        return DmState(self.name, self.dev, self.uuid, self.open_count,
+                       self.state.startswith("SUSPENDED"), "(DEFERRED REMOVE)" in self.state,
+                       targets)
+
+
+def parse_info(text: str) -> list[_Info]:
+    """Parse the long form of `dmsetup info` (blocks of 'Key: value' lines, blank-separated)."""
+    if text.strip() == _NO_DEVICES:
+        return []
+    blocks: list[_Info] = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        if key == "Name":
+            blocks.append(_Info())
+            blocks[-1].name = value
+        elif blocks:
+            _apply(blocks[-1], key, value)
+    return blocks
+
+
+def _apply(info: _Info, key: str, value: str) -> None:
+    try:
+        if key == "State":
+            info.state = value
+        elif key == "Open count":
+            info.open_count = int(value)
+        elif key == "Number of targets":
+            info.target_count = int(value)
+        elif key == "Major, minor":
+            major, _, minor = value.partition(",")
+            info.dev = DevNum(int(major), int(minor))
+        elif key == "UUID":
+            info.uuid = value
+    except ValueError:
+        raise HostReadError(f"dmsetup info: bad {key!r} line for {info.name}") from None
+
+
+def parse_tables(text: str, only: str = "") -> dict[str, tuple[DmTarget, ...]]:
+    """Parse `dmsetup table` ('name: start length type params' lines; no prefix with `only`)."""
+    tables: dict[str, list[DmTarget]] = {only: []} if only else {}
+    if text.strip() == _NO_DEVICES:
+        return {}
+    for line in text.splitlines():
+        if only:
+            name, rest = only, line
+        else:
+            name, sep, rest = line.partition(": ")
+            if not sep:
+                name, rest = line.rstrip(":"), ""
+        targets = tables.setdefault(name, [])
+        if rest.strip():
+            targets.append(_target(name, rest))
+    return {name: tuple(targets) for name, targets in tables.items() if name}
+
+
+def _target(name: str, line: str) -> DmTarget:
+    fields = line.split(None, 3)
+    if len(fields) < 3 or not fields[0].isdigit() or not fields[1].isdigit():
+        raise HostReadError(f"dmsetup table: unreadable line for {name}")
+    return parse_target(int(fields[0]), int(fields[1]), fields[2],
+                        fields[3] if len(fields) > 3 else "")

@@ -1,0 +1,126 @@
+"""Block devices, dm devices and ublk devices as sysfs shows them (read-only, links never acted on)."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Optional
+
+from lhsweep.errors import HostReadError
+from lhsweep.host import HostRoot
+from lhsweep.model import BlockDevice, DevNum
+
+SYS_DEV_BLOCK = "/sys/dev/block"
+SYS_BLOCK = "/sys/block"
+
+
+@dataclass
+class Problems:
+    """Collects one-line descriptions of what could not be read."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        """Record one problem."""
+        self.lines.append(line)
+
+
+@dataclass(frozen=True)
+class DmSysfs:
+    """A dm device's sysfs facts (everything but the table and the open count)."""
+
+    kernel_name: str
+    name: str
+    dev: DevNum
+    uuid: str
+    suspended: bool
+    holders: tuple[str, ...]
+    slaves: tuple[str, ...]
+    dangling_slaves: tuple[str, ...]
+
+
+def read_block_devices(host: HostRoot, problems: Problems) -> tuple[BlockDevice, ...]:
+    """Every block device with a number: /sys/dev/block/M:m links name the kernel device."""
+    devices = []
+    for entry in host.listdir(SYS_DEV_BLOCK):
+        link = host.readlink(f"{SYS_DEV_BLOCK}/{entry}")
+        try:
+            dev = DevNum.parse(entry)
+        except ValueError:
+            problems.add(f"{SYS_DEV_BLOCK}/{entry}: not a major:minor name")
+            continue
+        if link is None:
+            problems.add(f"{SYS_DEV_BLOCK}/{entry}: not a link")
+            continue
+        devices.append(BlockDevice(posixpath.basename(link.rstrip("/")), dev))
+    return tuple(devices)
+
+
+def read_dm_sysfs(host: HostRoot, kernel_name: str, dev: DevNum,
+                  problems: Problems) -> Optional[DmSysfs]:
+    """/sys/block/dm-N/{dm/name,dm/uuid,dm/suspended,holders,slaves}; None if it vanished."""
+    base = f"{SYS_BLOCK}/{kernel_name}"
+    name = host.read_text(f"{base}/dm/name")
+    if name is None or not name.strip():
+        if host.exists(base):
+            problems.add(f"{base}/dm/name: missing or empty")
+        return None
+    suspended = _flag(host, f"{base}/dm/suspended", problems)
+    slaves = tuple(host.listdir(f"{base}/slaves"))
+    return DmSysfs(
+        kernel_name=kernel_name,
+        name=name.strip(),
+        dev=dev,
+        uuid=(host.read_text(f"{base}/dm/uuid") or "").strip(),
+        suspended=suspended,
+        holders=tuple(host.listdir(f"{base}/holders")),
+        slaves=slaves,
+        dangling_slaves=_dangling(host, f"{base}/slaves", slaves),
+    )
+
+
+def find_dm_kernel_name(host: HostRoot, name: str) -> Optional[tuple[str, DevNum]]:
+    """The dm-N kernel name and number of the dm device called `name`, by a sysfs scan."""
+    for device in read_block_devices(host, Problems()):
+        if device.name.startswith("dm-"):
+            text = host.read_text(f"{SYS_BLOCK}/{device.name}/dm/name")
+            if text is not None and text.strip() == name:
+                return device.name, device.dev
+    return None
+
+
+def kernel_name_of(host: HostRoot, dev: DevNum) -> Optional[str]:
+    """The kernel name /sys/dev/block/M:m points at, None when there is no such device."""
+    link = host.readlink(f"{SYS_DEV_BLOCK}/{dev}")
+    return posixpath.basename(link.rstrip("/")) if link else None
+
+
+def _flag(host: HostRoot, path: str, problems: Problems) -> bool:
+    """A sysfs 0/1 file; unreadable or garbage reads as True (the cautious answer) with a problem."""
+    try:
+        text = host.read_text(path)
+    except HostReadError as exc:
+        problems.add(str(exc))
+        return True
+    if text is not None and text.strip() in ("0", "1"):
+        return text.strip() == "1"
+    problems.add(f"{path}: expected 0 or 1, got {_short(text)}")
+    return True
+
+
+def _dangling(host: HostRoot, directory: str, entries: tuple[str, ...]) -> tuple[str, ...]:
+    """The link texts of the entries whose target is gone (the text is read, never followed)."""
+    dangling = []
+    for entry in entries:
+        path = f"{directory}/{entry}"
+        if not host.exists(path):
+            link = host.readlink(path)
+            if link is not None:
+                dangling.append(link)
+    return tuple(dangling)
+
+
+def _short(text: Optional[str]) -> str:
+    if text is None:
+        return "nothing (missing)"
+    return repr(text.strip()[:40])
