@@ -79,6 +79,8 @@ class ContainerEventStream:
 
     def _subscribe(self) -> Optional[Any]:
         """Connect within the timeout and start the call; None when already cancelled."""
+        if self._cancelled:
+            return None
         channel = open_channel(self.endpoint, CALL)
         with self._lock:
             self._channel = channel
