@@ -1,0 +1,298 @@
+"""The daemon's main loop: one selector over every trigger source, timers, one sweep at a time."""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Protocol
+
+from lhsweep import config as config_mod
+from lhsweep.config import Config
+from lhsweep.daemon.cri_watch import CriWatcher
+from lhsweep.daemon.notify import Notifier
+from lhsweep.daemon.report import Reporter
+from lhsweep.daemon.timers import Backoff, Debouncer
+from lhsweep.daemon.wakeup import WakePipe
+from lhsweep.daemon.worker import SweepFn, SweepResult, SweepWorker, TrackedRunner
+from lhsweep.errors import ConfigError
+from lhsweep.journal import ERR, INFO, NOTICE, WARNING, Event, Journal
+from lhsweep.tools import KILL_GRACE_S
+
+# Bound on waiting for the running sweep at SIGTERM (systemd's stop timeout is 90 s by default).
+STOP_WAIT_CAP_S = 30.0
+# Extra allowance on top of one action's and the CRI calls' timeouts before a busy worker
+# counts as wedged (and the watchdog is no longer fed).
+STALL_SLACK_S = 60.0
+
+
+class Source(Protocol):
+    """A trigger source the selector polls: readable fd, then handle() names the trigger."""
+
+    def fileno(self) -> int:
+        """The fd to poll."""
+
+    def handle(self) -> Optional[str]:
+        """Consume what is readable; a trigger name or None."""
+
+    def close(self) -> None:
+        """Release the fd (and any thread)."""
+
+
+@dataclass(frozen=True)
+class Parts:
+    """How the daemon builds its pieces; tests swap in their own."""
+
+    sweeper: Callable[[str, TrackedRunner], SweepFn]
+    pod_watcher: Callable[[str], Source]
+    uevents: Callable[[], Source]
+    cri_watcher: Callable[[Config], CriWatcher]
+    notifier: Notifier
+    journal: Journal
+
+
+class Daemon:
+    """Boot sweep, READY, then sweeps on triggers until SIGTERM/SIGINT."""
+
+    def __init__(self, config_path: str, host_root: str, config: Config, parts: Parts) -> None:
+        self.config_path = config_path
+        self.host_root = host_root
+        self.config = config
+        self.parts = parts
+        self.journal = parts.journal
+        self.notifier = parts.notifier
+        self.runner = TrackedRunner(config.sweep_action_timeout)
+        self.worker = SweepWorker(parts.sweeper(host_root, self.runner))
+        self.reporter = Reporter(self.journal, self.runner)
+        self.selector = selectors.DefaultSelector()
+        self.signals = WakePipe()
+        self.debounce = Debouncer(config.daemon_debounce)
+        self.retry = Backoff(1.0, 60.0)
+        self.sources: dict[str, Optional[Source]] = {"pods": None, "uevents": None, "cri": None}
+        self._source_errors: dict[str, str] = {}
+        self.resync_at = 0.0
+        self.retry_at: Optional[float] = None
+        self.watchdog_at: Optional[float] = None
+        self.ready = False
+        self.stopping = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        """Serve until asked to stop; the exit code."""
+        self._install_signals()
+        self.selector.register(self.signals, selectors.EVENT_READ, self._on_signals)
+        self.selector.register(self.worker, selectors.EVENT_READ, self._on_sweep_done)
+        self._open_sources()
+        self.journal.emit(INFO, f"lhsweep daemon started (config {self.config_path}, "
+                          f"host root {self.host_root})", Event.LIFECYCLE)
+        now = time.monotonic()
+        self.resync_at = now + self.config.daemon_resync_interval
+        if self.notifier.watchdog_interval:
+            self.watchdog_at = now
+        self._start_sweep(("boot",))
+        while not self.stopping:
+            for key, _ in self.selector.select(self._timeout(time.monotonic())):
+                key.data()
+            self._on_timers(time.monotonic())
+        return self._shutdown()
+
+    def _install_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, _note_signal)
+        signal.set_wakeup_fd(self.signals.write_fd, warn_on_full_buffer=False)
+
+    def _shutdown(self) -> int:
+        self.notifier.stopping("stopping: " + self.reporter.status)
+        self.journal.emit(INFO, "lhsweep daemon stopping", Event.LIFECYCLE)
+        for name in list(self.sources):
+            self._close_source(name)
+        self.runner.stopping = True
+        if self.worker.busy:
+            wait = min(self.config.sweep_action_timeout + KILL_GRACE_S + 1.0, STOP_WAIT_CAP_S)
+            result = self.worker.collect(timeout=wait)
+            if result is None:
+                self.journal.emit(WARNING, f"a sweep still runs after {wait:.0f}s: abandoned; "
+                                  "no new action was started", Event.LIFECYCLE)
+            else:
+                self.reporter.sweep_done(self.config, result, stopping=True)
+        self.worker.close()
+        signal.set_wakeup_fd(-1)
+        return 0
+
+    # ------------------------------------------------------------ sources
+
+    def _open_sources(self) -> None:
+        """Open every trigger source not open yet; one that fails is retried at the next resync."""
+        pods = self._pods_dir()
+        openers: dict[str, Callable[[], Source]] = {
+            "pods": lambda: self.parts.pod_watcher(pods),
+            "uevents": self.parts.uevents,
+            "cri": lambda: self.parts.cri_watcher(self.config),
+        }
+        for name, opener in openers.items():
+            if self.sources[name] is not None:
+                continue
+            try:
+                source = opener()
+            except Exception as exc:  # any failure: keep serving, the resync is the safety net
+                self._source_failed(name, f"cannot open: {exc}")
+                continue
+            self.sources[name] = source
+            self._source_errors.pop(name, None)
+            self.selector.register(source, selectors.EVENT_READ, lambda n=name: self._on_source(n))
+
+    def _pods_dir(self) -> str:
+        root = self.host_root.rstrip("/")
+        return f"{root}{self.config.kubelet_root.rstrip('/')}/pods"
+
+    def _source_failed(self, name: str, why: str) -> None:
+        if self._source_errors.get(name) != why:
+            self.journal.emit(WARNING, f"trigger source {name}: {why}; relying on the resync "
+                              f"every {self.config.daemon_resync_interval:.0f}s", Event.LIFECYCLE)
+        self._source_errors[name] = why
+
+    def _close_source(self, name: str) -> None:
+        source = self.sources[name]
+        if source is None:
+            return
+        self.selector.unregister(source)
+        source.close()
+        self.sources[name] = None
+
+    def _on_source(self, name: str) -> None:
+        source = self.sources[name]
+        if source is None:
+            return
+        try:
+            trigger = source.handle()
+        except Exception as exc:  # a broken source is closed and reopened at the next resync
+            self._close_source(name)
+            self._source_failed(name, f"failed: {exc}")
+            self._trigger(f"{name}-lost")
+            return
+        if trigger is not None:
+            self._trigger(trigger)
+
+    # ------------------------------------------------------------ triggers and timers
+
+    def _trigger(self, reason: str) -> None:
+        self.debounce.trigger(reason, time.monotonic())
+
+    def _timeout(self, now: float) -> float:
+        deadlines = [self.resync_at]
+        deadlines += [d for d in (self.debounce.deadline, self.retry_at, self.watchdog_at)
+                      if d is not None]
+        if self.worker.busy and self.debounce.deadline is not None:
+            deadlines.remove(self.debounce.deadline)  # waits for the sweep's end, not a timer
+        return max(0.0, min(deadlines) - now)
+
+    def _on_timers(self, now: float) -> None:
+        if self.watchdog_at is not None and now >= self.watchdog_at:
+            self._feed_watchdog(now)
+        if self.retry_at is not None and now >= self.retry_at:
+            self.retry_at = None
+            self._trigger("retry")
+        if now >= self.resync_at:
+            self.resync_at = now + self.config.daemon_resync_interval
+            self._open_sources()
+            self._trigger("resync")
+        if self.debounce.due(now) and not self.worker.busy and not self.stopping:
+            self._start_sweep(self.debounce.take())
+
+    def _feed_watchdog(self, now: float) -> None:
+        interval = self.notifier.watchdog_interval or 1.0
+        self.watchdog_at = now + interval
+        stalled = self._stalled_for(now)
+        if stalled is None:
+            self.notifier.watchdog()
+        else:
+            self.notifier.status(f"sweep made no progress for {stalled:.0f}s: watchdog not fed")
+
+    def _stalled_for(self, now: float) -> Optional[float]:
+        """Seconds the running sweep has made no progress beyond any bounded step, else None."""
+        if not self.worker.busy:
+            return None
+        c = self.config
+        limit = (c.sweep_action_timeout + KILL_GRACE_S + 3 * c.cri_timeout * len(c.cri_endpoints)
+                 + STALL_SLACK_S)
+        last = max(self.runner.last_progress, self.worker.busy_since or 0.0)
+        return now - last if now - last > limit else None
+
+    # ------------------------------------------------------------ sweeps
+
+    def _start_sweep(self, triggers: tuple[str, ...]) -> None:
+        self.runner.last_progress = time.monotonic()
+        self.worker.submit(self.config, triggers)
+
+    def _on_sweep_done(self) -> None:
+        result = self.worker.collect()
+        if result is None:
+            return
+        now = time.monotonic()
+        self.resync_at = now + self.config.daemon_resync_interval
+        self._schedule_retry(result, now)
+        self.reporter.sweep_done(self.config, result, retry_in=self._retry_in(now))
+        cri = self.sources["cri"]
+        if result.report is not None and isinstance(cri, CriWatcher):
+            cri.observed(result.report.runtime)
+        if not self.ready:
+            self.ready = True
+            self.notifier.ready(self.reporter.status)
+        else:
+            self.notifier.status(self.reporter.status)
+
+    def _schedule_retry(self, result: SweepResult, now: float) -> None:
+        """Retry with backoff after a sweep that could not learn the runtime or did not run."""
+        if result.report is not None and result.report.runtime.state.value == "known":
+            self.retry.reset()
+            self.retry_at = None
+            return
+        self.retry_at = now + self.retry.next_delay()
+
+    def _retry_in(self, now: float) -> Optional[float]:
+        return None if self.retry_at is None else self.retry_at - now
+
+    # ------------------------------------------------------------ signals
+
+    def _on_signals(self) -> None:
+        for signum in self.signals.drain():
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.stopping = True
+            elif signum == signal.SIGHUP and not self.stopping:
+                self._reload()
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = config_mod.load(self.config_path)
+        except ConfigError as exc:
+            self.journal.emit(ERR, f"configuration reload failed, keeping the old one: {exc}",
+                              Event.CONFIG_RELOAD_FAILED, LHSWEEP_REASON=str(exc),
+                              LHSWEEP_CONFIG=self.config_path)
+            self.notifier.ready(f"{self.reporter.status}; reload failed: {exc}")
+            return
+        old, self.config = self.config, new
+        self.runner.timeout = new.sweep_action_timeout
+        self.debounce.delay = new.daemon_debounce
+        if new.kubelet_root != old.kubelet_root:
+            self._close_source("pods")
+        if _cri_settings(new) != _cri_settings(old):
+            self._close_source("cri")
+        self._open_sources()
+        self.resync_at = min(self.resync_at, time.monotonic() + new.daemon_resync_interval)
+        self.journal.emit(NOTICE, f"configuration reloaded from {self.config_path}",
+                          Event.LIFECYCLE, LHSWEEP_CONFIG=self.config_path)
+        self._trigger("reload")
+        self.notifier.ready(self.reporter.status)
+
+
+def _cri_settings(config: Config) -> Config:
+    """The part of a config the CRI watcher depends on (other fields blanked)."""
+    return replace(Config(), cri_endpoints=config.cri_endpoints, cri_timeout=config.cri_timeout,
+                   cri_poll_interval=config.cri_poll_interval)
+
+
+def _note_signal(signum: int, frame: object) -> None:
+    """Signal handler: the wakeup fd carries the signal number to the main loop."""

@@ -1,0 +1,115 @@
+"""The sweep worker: one thread, one sweep at a time, results handed back through a pipe."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
+
+from lhsweep.config import Config
+from lhsweep.daemon.wakeup import WakePipe
+from lhsweep.model import SweepReport
+from lhsweep.tools import ToolResult, ToolRunner
+
+SweepFn = Callable[[Config], SweepReport]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """How one sweep ended: a report, or the error it raised."""
+
+    report: Optional[SweepReport]
+    error: Optional[Exception]
+    triggers: tuple[str, ...]
+    started: float
+    finished: float
+
+
+@dataclass(frozen=True)
+class _Job:
+    config: Config
+    triggers: tuple[str, ...]
+
+
+class SweepWorker:
+    """Runs `sweep` in its own thread so the main loop never waits on dmsetup or nvme."""
+
+    def __init__(self, sweep: SweepFn) -> None:
+        self._sweep = sweep
+        self._jobs: queue.Queue[Optional[_Job]] = queue.Queue(maxsize=1)
+        self._results: queue.Queue[SweepResult] = queue.Queue()
+        self._pipe = WakePipe()
+        self.busy_since: Optional[float] = None
+        self._thread = threading.Thread(target=self._work, name="lhsweep-sweep", daemon=True)
+        self._thread.start()
+
+    def fileno(self) -> int:
+        """Readable when a sweep has finished."""
+        return self._pipe.fileno()
+
+    @property
+    def busy(self) -> bool:
+        """True from submit() until its result is collected."""
+        return self.busy_since is not None
+
+    def submit(self, config: Config, triggers: tuple[str, ...]) -> None:
+        """Start one sweep; the caller checks `busy` first."""
+        if self.busy:
+            raise RuntimeError("a sweep is already running")
+        self.busy_since = time.monotonic()
+        self._jobs.put_nowait(_Job(config, triggers))
+
+    def collect(self, timeout: float = 0.0) -> Optional[SweepResult]:
+        """The finished sweep's result, waiting up to `timeout` seconds; None if none yet."""
+        self._pipe.drain()
+        try:
+            result = self._results.get(timeout=timeout) if timeout > 0 else \
+                self._results.get_nowait()
+        except queue.Empty:
+            return None
+        self.busy_since = None
+        return result
+
+    def close(self) -> None:
+        """Let the thread end after the sweep it runs (it is a daemon thread: exit abandons it)."""
+        try:
+            self._jobs.put_nowait(None)
+        except queue.Full:
+            return
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            started = time.monotonic()
+            report: Optional[SweepReport] = None
+            error: Optional[Exception] = None
+            try:
+                report = self._sweep(job.config)
+            except Exception as exc:  # reported by the main loop; the worker must survive a bug
+                error = exc
+            self._results.put(SweepResult(report, error, job.triggers, started, time.monotonic()))
+            self._pipe.poke()
+
+
+class TrackedRunner(ToolRunner):
+    """A ToolRunner that records when it last made progress and refuses new runs once stopping."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout)
+        self.last_progress = time.monotonic()
+        self.stopping = False
+
+    def run(self, argv: Union[list[str], tuple[str, ...]],
+            timeout: Optional[float] = None) -> ToolResult:
+        """Run `argv` like ToolRunner.run, unless the daemon is stopping."""
+        if self.stopping:
+            return ToolResult(tuple(argv), None, "", "not started: lhsweep is stopping", 0.0)
+        self.last_progress = time.monotonic()
+        try:
+            return super().run(argv, timeout)
+        finally:
+            self.last_progress = time.monotonic()
