@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +11,8 @@ from lhsweep.cri import CriCallError, CriClient, CriUnimplementedError, Failure,
 from lhsweep.model import RuntimeState, RuntimeView
 from tests.crifake import FakeCri, container_for, im_pod
 
-TIMEOUT = 0.3
+TIMEOUT = 5.0  # answers that should come; generous so a loaded machine does not flake
+SHORT = 0.3  # for calls the fake deliberately never answers in time
 
 
 @pytest.fixture
@@ -21,16 +21,18 @@ def cri() -> Iterator[FakeCri]:
         yield fake
 
 
-def config_for(*endpoints: str, namespace: str = "longhorn-system") -> Config:
-    return Config(cri_endpoints=endpoints, cri_timeout=TIMEOUT, longhorn_namespace=namespace)
+def config_for(*endpoints: str, namespace: str = "longhorn-system",
+               timeout: float = TIMEOUT) -> Config:
+    return Config(cri_endpoints=endpoints, cri_timeout=timeout, longhorn_namespace=namespace)
 
 
-def query(cri: FakeCri) -> RuntimeView:
-    return query_runtime(config_for(cri.endpoint))
+def query(cri: FakeCri, timeout: float = TIMEOUT) -> RuntimeView:
+    return query_runtime(config_for(cri.endpoint, timeout=timeout))
 
 
-def client_error(cri: FakeCri, call: str = "ListPodSandbox") -> CriCallError:
-    with CriClient(cri.endpoint, TIMEOUT) as client, pytest.raises(CriCallError) as caught:
+def client_error(cri: FakeCri, call: str = "ListPodSandbox",
+                 timeout: float = TIMEOUT) -> CriCallError:
+    with CriClient(cri.endpoint, timeout) as client, pytest.raises(CriCallError) as caught:
         client.version()
         if call == "ListContainers":
             client.list_containers("some-sandbox")
@@ -82,14 +84,12 @@ def test_wrong_api_version_is_refused(cri: FakeCri, api: str) -> None:
     assert repr(api) in str(caught.value)
 
 
-def test_missing_socket_fails_without_connecting(tmp_path: object) -> None:
-    started = time.monotonic()
+def test_missing_socket_fails_without_connecting() -> None:
     with CriClient("unix:///nonexistent/cri.sock", 5.0) as client, \
             pytest.raises(CriCallError) as caught:
         client.version()
     assert caught.value.failure is Failure.NO_SOCKET
     assert "/nonexistent/cri.sock" in str(caught.value)
-    assert time.monotonic() - started < 5.0
 
 
 def test_endpoint_that_is_not_a_unix_socket_is_refused() -> None:
@@ -106,9 +106,9 @@ def test_socket_without_listener_is_unavailable(cri: FakeCri) -> None:
 
 def test_slow_answer_times_out(cri: FakeCri) -> None:
     cri.set_behaviour("ListPodSandbox", delay=30)
-    error = client_error(cri)
+    error = client_error(cri, timeout=SHORT)
     assert error.failure is Failure.TIMEOUT
-    assert f"{TIMEOUT:g}s" in str(error)
+    assert f"{SHORT:g}s" in str(error)
 
 
 def test_unimplemented_is_its_own_error(cri: FakeCri) -> None:
@@ -255,7 +255,7 @@ def test_failures_after_version_give_unknown(
     cri.add_pod(*im_pod())
     cri.add_pod(*im_pod())
     cri.set_behaviour(call, **behaviour)
-    view = query(cri)
+    view = query(cri, timeout=SHORT if "delay" in behaviour else TIMEOUT)
     assert view.state is RuntimeState.UNKNOWN
     assert view.instance_managers == ()
     assert f"{call}: {expected}" in view.reason
@@ -342,7 +342,7 @@ def test_all_endpoints_failing_names_each() -> None:
     with FakeCri() as slow, FakeCri() as old:
         slow.set_behaviour("Version", delay=30)
         old.update(runtime_api_version="v1alpha2")
-        view = query_runtime(config_for(slow.endpoint, old.endpoint))
+        view = query_runtime(config_for(slow.endpoint, old.endpoint, timeout=SHORT))
         assert view.state is RuntimeState.UNKNOWN
         assert slow.endpoint in view.reason and old.endpoint in view.reason
 

@@ -22,7 +22,7 @@ from lhsweep.cri import (
 from lhsweep.model import RuntimeState
 from tests.crifake import FakeCri, empty_state, im_pod, write_state
 
-TIMEOUT = 2.0
+TIMEOUT = 5.0
 CRIFAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crifake.py")
 
 
@@ -93,7 +93,7 @@ def test_unimplemented_is_distinguishable(cri: FakeCri) -> None:
     assert "GetContainerEvents" in str(caught.value)
 
 
-def test_missing_socket(tmp_path: object) -> None:
+def test_missing_socket() -> None:
     with pytest.raises(CriCallError) as caught:
         list(ContainerEventStream("unix:///nonexistent/cri.sock", TIMEOUT))
     assert caught.value.failure is Failure.NO_SOCKET
