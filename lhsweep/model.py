@@ -184,8 +184,8 @@ class InstanceManager:
 
     @property
     def alive(self) -> bool:
-        """True while the container may be creating or using devices."""
-        return self.sandbox_state == "ready" and self.container_state in ("created", "running")
+        """True while the container may be creating or using devices (a state CRI lost counts)."""
+        return self.sandbox_state == "ready" and self.container_state in ("created", "running", "unknown")
 
 
 @dataclass(frozen=True)
