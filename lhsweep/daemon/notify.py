@@ -20,8 +20,12 @@ class NotifySocket(Protocol):
 def _systemd_notifier() -> NotifySocket:
     import sdnotify  # noqa: PLC0415 (stays out of one-shot CLI runs)
 
-    notifier: NotifySocket = sdnotify.SystemdNotifier()
-    return notifier
+    notifier = sdnotify.SystemdNotifier()
+    if notifier.socket is not None:
+        # A manager that does not read must not block the main loop: drop the datagram instead.
+        notifier.socket.setblocking(False)
+    sender: NotifySocket = notifier
+    return sender
 
 
 def watchdog_interval(env: Mapping[str, str], pid: int) -> Optional[float]:
