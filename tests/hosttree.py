@@ -6,8 +6,11 @@ consistent and the fake dmsetup/nvme tools act on the same tree.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from tests.fakes.kerneltree import KernelTree
 
@@ -113,3 +116,38 @@ class HostTree(KernelTree):
         loop, loop_dev = self.add_loop()
         dm, dm_dev = self.add_dm(name, [(0, 204800, "linear", f"{loop_dev} 0")], slaves=(loop,))
         return Volume(name, dm, dm_dev, loop, loop_dev)
+
+    # ------------------------------------------------------------ /dev/longhorn (made by Longhorn)
+
+    def add_node(self, name: str, dev: str, mode: int = 0o660) -> None:
+        """mknod /dev/longhorn/<name> b M m (needs root)."""
+        major, minor = (int(x) for x in dev.split(":"))
+        path = self.p(f"/dev/longhorn/{name}")
+        os.mknod(path, mode | 0o060000, os.makedev(major, minor))
+        os.chmod(path, mode)  # not subject to the umask, as Longhorn's mknod -m
+
+    add_dangling_node = add_node
+
+    def add_node_symlink(self, name: str, target: str) -> None:
+        """A symlink in /dev/longhorn (never followed by lhsweep)."""
+        os.symlink(target, self.p(f"/dev/longhorn/{name}"))
+
+    def add_node_file(self, name: str, text: str = "") -> None:
+        """A regular file in /dev/longhorn."""
+        self.write(f"/dev/longhorn/{name}", text)
+
+    def remove_node(self, name: str) -> None:
+        """rm /dev/longhorn/<name>."""
+        self.unlink(f"/dev/longhorn/{name}")
+
+
+FAKES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakes")
+
+
+def fake_host(root: str, monkeypatch: pytest.MonkeyPatch) -> HostTree:
+    """A HostTree at `root` with the fake dmsetup/nvme first on PATH; skips unless root (mknod)."""
+    if os.geteuid() != 0:
+        pytest.skip("block nodes in /dev/longhorn need mknod, which needs root")
+    monkeypatch.setenv("LHSWEEP_FAKE_ROOT", root)
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ.get('PATH', '')}")
+    return HostTree(root)

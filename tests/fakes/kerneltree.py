@@ -307,8 +307,10 @@ class KernelTree:
                 count += self._drop_controller(entry)
                 self.unlink(path)
             elif os.path.isdir(self.p(path)) and os.path.exists(self.p(f"{path}/dev")):
-                self._drop_block(entry, self.read(f"{path}/dev").strip())
+                head_dev = self.read(f"{path}/dev").strip()
+                self._drop_block(entry, head_dev)
                 self.rmtree(path)
+                self._free("ns", int(head_dev.split(":")[1]))
         self._maybe_free_subsystem(f"{base}/")
         return count
 
@@ -342,7 +344,7 @@ class KernelTree:
         self.unlink(f"/sys/class/nvme-subsystem/{subsystem}")
         self._free("subsys", int(subsystem[len("nvme-subsys"):]))
 
-    # ------------------------------------------------------------ mounts and /dev/longhorn
+    # ------------------------------------------------------------ mounts
 
     def add_mount(self, dev: str, mount_point: str, source: str = "/dev/longhorn/x",
                   fstype: str = "ext4") -> None:
@@ -370,25 +372,6 @@ class KernelTree:
             if os.path.exists(self.p(path)):
                 lines = self.read(path).splitlines(keepends=True)
                 self.write(path, "".join(x for x in lines if x.split(" ")[4] != escape(mount_point)))
-
-    def add_node(self, name: str, dev: str, mode: int = 0o660) -> None:
-        """mknod /dev/longhorn/<name> b M m (needs root)."""
-        major, minor = (int(x) for x in dev.split(":"))
-        os.mknod(self.p(f"/dev/longhorn/{name}"), mode | 0o060000, os.makedev(major, minor))
-
-    add_dangling_node = add_node
-
-    def add_node_symlink(self, name: str, target: str) -> None:
-        """A symlink in /dev/longhorn (never followed by lhsweep)."""
-        os.symlink(target, self.p(f"/dev/longhorn/{name}"))
-
-    def add_node_file(self, name: str, text: str = "") -> None:
-        """A regular file in /dev/longhorn."""
-        self.write(f"/dev/longhorn/{name}", text)
-
-    def remove_node(self, name: str) -> None:
-        """rm /dev/longhorn/<name>."""
-        self.unlink(f"/dev/longhorn/{name}")
 
 
 def escape(path: str) -> str:

@@ -1,0 +1,179 @@
+"""The dmsetup-backed DmControl against the fake dmsetup, choosing a DmControl, and re-checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from lhsweep.errors import HostReadError
+from lhsweep.host import HostRoot
+from lhsweep.inventory import (
+    DmsetupDmControl,
+    IoctlDmControl,
+    read_dm_device,
+    read_inventory,
+    select_dm_control,
+)
+from lhsweep.inventory.dmsetup import parse_info, parse_tables
+from lhsweep.model import DevNum, DmTarget
+from lhsweep.tools import ToolRunner
+from tests.hosttree import FAKE_KEY, HostTree, fake_host
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch: pytest.MonkeyPatch) -> HostTree:
+    return fake_host(str(tmp_path), monkeypatch)
+
+
+def calls(tree: HostTree) -> list[list[str]]:
+    path = tree.p("/.fake/calls.log")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def test_inventory_asks_dmsetup_twice_whatever_the_device_count(tree: HostTree) -> None:
+    with tree.batch():
+        for i in range(30):
+            tree.add_longhorn_volume(f"pvc-{i}", encrypted=i % 3 == 0)
+    inv = read_inventory(HostRoot(tree.root), DmsetupDmControl())
+    assert len(inv.dm_devices) == 40 and inv.problems == ()
+    assert all(d.targets is not None and d.open_count is not None for d in inv.dm_devices)
+    assert calls(tree) == [["dmsetup", "info"], ["dmsetup", "table"]]
+
+
+def test_read_all_and_read_one_agree(tree: HostTree) -> None:
+    vol = tree.add_longhorn_volume("pvc-1", encrypted=True, deferred_remove=True)
+    control = DmsetupDmControl()
+    every = control.read_all()
+    assert set(every) == {"pvc-1", "pvc-1-encrypted"}
+    one = control.read_one("pvc-1")
+    assert one == every["pvc-1"]
+    assert (one.dev, one.open_count, one.deferred_remove, one.suspended) == (
+        DevNum.parse(vol.dm_dev), 1, True, False)
+    assert one.targets == (DmTarget(0, 2 * 1024 * 1024, "linear", DevNum.parse(vol.backing_dev)),)
+    assert control.read_one("absent") is None
+
+
+def test_a_hung_dmsetup_is_cut_off_and_reported(tree: HostTree) -> None:
+    tree.add_longhorn_volume("pvc-1")
+    tree.set_tool(hang_seconds=30)
+    started = time.monotonic()
+    inv = read_inventory(HostRoot(tree.root), DmsetupDmControl(ToolRunner(0.5)))
+    assert time.monotonic() - started < 10
+    (dm,) = inv.dm_devices
+    assert dm.targets is None and dm.open_count is None
+    assert any("timed out" in p and "dm tables and open counts unknown" in p for p in inv.problems)
+
+
+def test_a_failing_dmsetup_leaves_tables_unknown(tree: HostTree) -> None:
+    tree.add_longhorn_volume("pvc-1")
+    tree.set_tool(fail="Permission denied")
+    inv = read_inventory(HostRoot(tree.root))
+    assert inv.dm_devices[0].targets is None
+    (problem,) = inv.problems
+    assert problem.startswith("dm control (dmsetup): dmsetup info: ")
+    assert "dmsetup exited 1: Command failed.; dm tables and open counts unknown" in problem
+
+
+def test_no_dm_control_at_all_is_a_problem(tree: HostTree, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree.add_longhorn_volume("pvc-1")
+    monkeypatch.setenv("PATH", str(tree.p("/nonexistent")))
+    inv = read_inventory(HostRoot(tree.root))
+    assert inv.dm_devices[0].targets is None
+    assert inv.problems == (
+        "dm control: /dev/mapper/control is not a char device and dmsetup is not on PATH; "
+        "dm tables and open counts unknown",)
+
+
+def test_device_changing_between_sysfs_and_dmsetup_is_unknown(tree: HostTree) -> None:
+    tree.add_longhorn_volume("pvc-1")
+    tree.add_longhorn_volume("pvc-2")
+    del tree.state["devices"]["pvc-1"]  # gone from the control interface, still in sysfs
+    tree.dm("pvc-2")["dev"] = "253:77"
+    tree.save()
+    inv = read_inventory(HostRoot(tree.root))
+    assert [d.targets for d in inv.dm_devices] == [None, None]
+    assert "dm pvc-1: in sysfs but not in the dm control (changing?)" in inv.problems
+    assert "dm pvc-2: 253:77 in the dm control but 253:1 in sysfs" in inv.problems
+
+
+def test_select_prefers_the_ioctl_then_dmsetup(tree: HostTree) -> None:
+    host = HostRoot(tree.root)
+    control, why = select_dm_control(host, which=lambda _: "/usr/sbin/dmsetup")
+    assert isinstance(control, DmsetupDmControl) and why == ""
+    assert select_dm_control(host, which=lambda _: None)[0] is None
+    os.makedirs(tree.p("/dev/mapper"))
+    os.mknod(tree.p("/dev/mapper/control"), 0o600 | 0o020000, os.makedev(10, 236))
+    control, _ = select_dm_control(host, which=lambda _: None)
+    assert isinstance(control, IoctlDmControl) and control.control_path == tree.p("/dev/mapper/control")
+
+
+def test_read_dm_device_follows_the_device_through_removal_and_reuse(tree: HostTree) -> None:
+    host = HostRoot(tree.root)
+    vol = tree.add_longhorn_volume("pvc-1", encrypted=True)
+    dm = read_dm_device(host, "pvc-1")
+    assert dm is not None and dm.dev == DevNum.parse(vol.dm_dev) and dm.open_count == 1
+    assert dm.holders == (tree.dm("pvc-1-encrypted")["kernel"],)
+    assert calls(tree) == [["dmsetup", "info", "pvc-1"], ["dmsetup", "table", "pvc-1"]]
+    tree.remove_dm("pvc-1-encrypted")
+    tree.remove_dm("pvc-1")
+    tree.remove_node("pvc-1")
+    assert read_dm_device(host, "pvc-1") is None
+    tree.add_longhorn_volume("other")  # takes the lowest free minor, as dm does
+    tree.add_longhorn_volume("pvc-1")
+    again = read_dm_device(host, "pvc-1")
+    assert again is not None and again.dev != DevNum.parse(vol.dm_dev) and again.open_count == 0
+
+
+def test_read_dm_device_without_a_working_control_reads_sysfs_only(tree: HostTree,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    host = HostRoot(tree.root)
+    vol = tree.add_longhorn_volume("pvc-1")
+    tree.set_tool(fail="boom")
+    dm = read_dm_device(host, "pvc-1")
+    assert dm is not None and dm.dev == DevNum.parse(vol.dm_dev)
+    assert (dm.targets, dm.open_count) == (None, None)
+    monkeypatch.setenv("PATH", str(tree.p("/nonexistent")))
+    assert read_dm_device(host, "pvc-1") == dm
+    assert read_dm_device(host, "absent") is None
+
+
+def test_read_dm_device_when_sysfs_disagrees_is_unknown(tree: HostTree) -> None:
+    tree.add_longhorn_volume("pvc-1")
+    tree.dm("pvc-1")["dev"] = "253:42"
+    tree.save()
+    dm = read_dm_device(HostRoot(tree.root), "pvc-1")
+    assert dm is not None and (dm.dev, dm.targets, dm.open_count) == (DevNum(253, 42), None, None)
+
+
+def test_dmsetup_output_parsers() -> None:
+    info = (
+        "Name:              a\nState:             SUSPENDED (READ-ONLY)\nRead Ahead:        256\n"
+        "Tables present:    LIVE\nOpen count:        4\nEvent number:      0\n"
+        "Major, minor:      253, 12\nNumber of targets: 2\nUUID: LVM-xyz\n\n"
+        "Name:              b\nState:             ACTIVE (DEFERRED REMOVE)\nTables present:    None\n"
+        "Open count:        0\nEvent number:      3\nMajor, minor:      254, 0\nNumber of targets: 0\n\n"
+    )
+    a, b = parse_info(info)
+    assert (a.name, a.dev, a.open_count, a.uuid, a.target_count) == ("a", DevNum(253, 12), 4, "LVM-xyz", 2)
+    state = a.with_targets(())
+    assert state.suspended and not state.deferred_remove
+    assert b.with_targets(()).deferred_remove
+    tables = parse_tables(
+        f"a: 0 10 linear 8:0 0\na: 10 20 crypt aes {FAKE_KEY} 0 8:16 0\nb:\nc: 0 5 error\n")
+    assert tables == {
+        "a": (DmTarget(0, 10, "linear", DevNum(8, 0)), DmTarget(10, 20, "crypt", DevNum(8, 16))),
+        "b": (),
+        "c": (DmTarget(0, 5, "error"),),
+    }
+    assert FAKE_KEY not in repr(tables)
+    assert parse_info("No devices found\n") == [] and parse_tables("No devices found\n") == {}
+    with pytest.raises(HostReadError, match="bad 'Open count' line for a"):
+        parse_info("Name: a\nOpen count: many\n")
+    with pytest.raises(HostReadError, match="unreadable line for a"):
+        parse_tables("a: zero 10 linear 8:0 0\n")
