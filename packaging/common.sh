@@ -24,6 +24,12 @@ VERSION=$(pyproject_version)
 [ "$(spec_version)" = "$VERSION" ] ||
   die "packaging/lhsweep.spec: Version $(spec_version) is not pyproject.toml's $VERSION"
 
+# Files of the tree that both packages ship besides the Python package.
+for f in README.md etc/lhsweep.toml man/lhsweep.8 man/lhsweep.toml.5 \
+  monitoring/lhsweep.rules.yml systemd/lhsweep.catalog systemd/lhsweep.service; do
+  [ -f "$ROOT/$f" ] || die "$f is missing: the packages ship it"
+done
+
 # The output directory (created), absolute.
 outdir() {
   local dir=${1:-$ROOT/dist}

@@ -1,0 +1,384 @@
+"""Packaging: the .deb and .rpm build from the tree and lint clean; unit, man pages and config agree."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import toml
+
+from lhsweep import __version__
+from lhsweep.cli import build_parser
+from lhsweep.config import KEYS, Config, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "lhsweep.service"
+MAN8 = ROOT / "man" / "lhsweep.8"
+MAN5 = ROOT / "man" / "lhsweep.toml.5"
+DEFAULT_CONFIG = ROOT / "etc" / "lhsweep.toml"
+RPMLINT_CONFIG = ROOT / "packaging" / "rpmlint.toml"
+MAX_EXPOSURE = 4.0
+
+# Files both packages must ship, beyond the Python package itself.
+SHIPPED = (
+    "/usr/bin/lhsweep",
+    "/etc/lhsweep/lhsweep.toml",
+    "/usr/lib/systemd/catalog/lhsweep.catalog",
+    "/usr/share/doc/lhsweep/examples/lhsweep.rules.yml",
+    "/usr/share/man/man8/lhsweep.8.gz",
+    "/usr/share/man/man5/lhsweep.toml.5.gz",
+)
+MODULES = ("lhsweep/__init__.py", "lhsweep/cli.py", "lhsweep/cri/runtime_pb2.py",
+           "lhsweep/cri/runtime.proto", "lhsweep/daemon/__init__.py")
+DEB_DEPENDS = ("python3-pyroute2 (>= 0.7)", "python3-systemd", "python3-sdnotify", "python3-toml",
+               "python3-grpcio", "python3-protobuf", "python3-prometheus-client", "dmsetup",
+               "nvme-cli")
+RPM_REQUIRES = ("python3-pyroute2 >= 0.7", "python3-systemd", "python3-sdnotify", "python3-toml",
+                "python3-grpcio", "python3-protobuf", "python3-prometheus_client",
+                "device-mapper", "nvme-cli")
+
+
+def require(*tools: str) -> None:
+    """Skip when a tool is missing; in CI (which installs dev/deps/packaging.apt) fail instead."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"missing in CI: {' '.join(missing)} (dev/deps/packaging.apt)")
+    if missing:
+        pytest.skip(f"needs {' '.join(missing)} (dev/deps/packaging.apt)")
+
+
+def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing text output; with check, fail showing its output."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def unit_directives(text: str) -> dict[str, list[str]]:
+    """`Section.Key` -> values in order, from unit file text (comments skipped)."""
+    directives: dict[str, list[str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        directives.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
+    return directives
+
+
+def roff_text(text: str) -> str:
+    """Man page source with the roff escapes used here undone."""
+    return text.replace("\\-", "-").replace("\\(bu", "*")
+
+
+# ---------------------------------------------------------------- sources agree
+
+
+def test_every_version_is_the_pyproject_version() -> None:
+    """pyproject, the package, debian/changelog, the spec and the man pages name one version."""
+    version = toml.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    changelog = (ROOT / "debian" / "changelog").read_text().splitlines()[0]
+    spec = (ROOT / "packaging" / "lhsweep.spec").read_text()
+    assert __version__ == version
+    assert changelog.startswith(f"lhsweep ({version}) ")
+    assert re.search(rf"^Version:\s+{re.escape(version)}$", spec, re.M)
+    for page in (MAN8, MAN5):
+        assert f'"lhsweep {version}"' in page.read_text().splitlines()[0], page
+
+
+def test_default_config_is_generated_from_the_defaults() -> None:
+    """etc/lhsweep.toml is what packaging/gen-default-config prints from config.KEYS."""
+    generated = run(sys.executable, str(ROOT / "packaging" / "gen-default-config")).stdout
+    assert DEFAULT_CONFIG.read_text() == generated
+
+
+def test_default_config_lists_every_key_at_its_default_commented_out() -> None:
+    """As shipped it means the defaults; uncommenting every key still means the defaults."""
+    text = DEFAULT_CONFIG.read_text()
+    assert parse(text, str(DEFAULT_CONFIG)) == Config()
+    uncommented = re.sub(r"^#(\w+ = )", r"\1", text, flags=re.M)
+    data = toml.loads(uncommented)
+    assert {(s, k) for s, table in data.items() for k in table} == {(k.section, k.key) for k in KEYS}
+    assert parse(uncommented, str(DEFAULT_CONFIG)) == Config()
+    for spec in KEYS:
+        assert f"# {spec.doc} ({spec.expected})\n#{spec.key} = " in text, spec.key
+
+
+def _man5_entry(text: str, section: str, key: str) -> str:
+    """The text of one key's entry in lhsweep.toml(5), from `.B key` to the next entry."""
+    part = text.split(f'.SH "[{section}]"\n', 1)[1].split("\n.SH ", 1)[0]
+    match = re.search(rf"^\.B {re.escape(key)}\n(.*?)(?=^\.TP|\Z)", part, re.M | re.S)
+    assert match, f"lhsweep.toml(5) has no entry for {section}.{key}"
+    return re.sub(r"\s+", "", roff_text(match.group(1)))
+
+
+@pytest.mark.parametrize("spec", KEYS, ids=lambda k: f"{k.section}.{k.key}")
+def test_man5_documents_each_key_with_its_default(spec: Any) -> None:
+    """Every key has an entry in its section, and the entry states the built-in default."""
+    entry = _man5_entry(MAN5.read_text(), spec.section, spec.key)
+    default = getattr(Config(), spec.field_name)
+    values = list(default) if isinstance(default, tuple) else [default]
+    if not values:
+        assert "Default:[]" in entry
+    for value in values:
+        rendered = toml.dumps({"v": value}).partition("=")[2].strip()
+        assert rendered.replace(" ", "") in entry, (spec.key, rendered)
+
+
+def test_man5_example_is_a_valid_config() -> None:
+    """The EXAMPLE section of lhsweep.toml(5) parses and changes what it claims to."""
+    text = MAN5.read_text().split(".SH EXAMPLE\n", 1)[1]
+    example = roff_text(text.split(".nf\n", 1)[1].split("\n.fi", 1)[0])
+    config = parse(example, "lhsweep.toml(5) EXAMPLE")
+    assert config.sweep_grace_period == 120
+    assert config.metrics_file == ""
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse has no public accessor
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_man8_covers_every_command_and_option() -> None:
+    """Each subcommand and each long option of the CLI appears in lhsweep(8)."""
+    text = roff_text(MAN8.read_text())
+    parser = build_parser()
+    parsers = [parser, *_subcommands(parser).values()]
+    assert set(_subcommands(parser)) == {"scan", "sweep", "status", "check-config", "daemon"}
+    for name in _subcommands(parser):
+        assert f"\n.B {name}\n" in text, name
+    options = {o for p in parsers for a in p._actions for o in a.option_strings}
+    for option in sorted(o for o in options if o.startswith("--")):
+        assert option in text, option
+    for status in ("0", "1", "2", "78"):
+        assert f".TP\n.B {status}\n" in text, status
+
+
+@pytest.mark.parametrize("page", [MAN8, MAN5], ids=lambda p: p.name)
+def test_man_pages_format_without_warnings(page: Path) -> None:
+    """groff reports nothing (the same check lintian runs)."""
+    require("man")
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "MANROFFSEQ": "", "MANWIDTH": "80"}
+    proc = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", str(page)],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+# ---------------------------------------------------------------- the unit
+
+
+def test_unit_runs_the_daemon_as_a_notify_service_with_a_watchdog() -> None:
+    """Type, watchdog, restart policy, reload and ordering are what the issue asks for."""
+    unit = unit_directives(UNIT.read_text())
+    assert unit["Service.Type"] == ["notify"]
+    assert unit["Service.ExecStart"] == ["/usr/bin/lhsweep daemon"]
+    assert unit["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert re.fullmatch(r"\d+s", unit["Service.WatchdogSec"][0])
+    assert unit["Service.Restart"] == ["on-failure"]
+    assert unit["Service.RestartPreventExitStatus"] == ["78"]
+    after = " ".join(unit["Unit.After"]).split()
+    assert {"local-fs.target", "systemd-udevd.service"} <= set(after)
+    assert unit["Unit.Before"] == ["kubelet.service"]
+    pulls = " ".join(unit.get("Unit.Requires", []) + unit.get("Unit.Wants", [])
+                     + unit.get("Unit.BindsTo", []) + unit.get("Unit.Requisite", []))
+    assert "kubelet" not in pulls
+    assert unit["Install.WantedBy"] == ["multi-user.target"]
+
+
+def test_unit_sandbox_fits_the_default_config() -> None:
+    """The writable paths are the default state and metrics directories; the rest is locked."""
+    unit = unit_directives(UNIT.read_text())
+    defaults = Config()
+    assert defaults.state_dir == "/run/" + unit["Service.RuntimeDirectory"][0]
+    assert f"-{os.path.dirname(defaults.metrics_file)}" in unit["Service.ReadWritePaths"]
+    expected = {
+        "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes", "CapabilityBoundingSet": "CAP_SYS_ADMIN",
+        "DevicePolicy": "closed", "RestrictAddressFamilies": "AF_UNIX AF_NETLINK",
+        "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectClock": "yes",
+        "ProtectHostname": "yes", "LockPersonality": "yes", "RestrictRealtime": "yes",
+        "RestrictSUIDSGID": "yes", "MemoryDenyWriteExecute": "yes",
+        "SystemCallArchitectures": "native", "ProtectProc": "invisible",
+    }
+    for key, value in expected.items():
+        assert unit[f"Service.{key}"] == [value], key
+    assert "@system-service" in unit["Service.SystemCallFilter"]
+    assert "/dev/mapper/control rw" in unit["Service.DeviceAllow"]
+    assert "PrivateDevices" not in " ".join(unit)  # it would hide /dev/longhorn
+
+
+def test_unit_passes_systemd_analyze_verify() -> None:
+    """No unknown or unparsable directive (a missing /usr/bin/lhsweep is all it may report)."""
+    require("systemd-analyze")
+    proc = run("systemd-analyze", "verify", "--man=no", str(UNIT), check=False)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    allowed = "lhsweep.service: Command /usr/bin/lhsweep is not executable"
+    if os.access("/usr/bin/lhsweep", os.X_OK):
+        assert lines == []
+    assert all(line.startswith(allowed) for line in lines), lines
+
+
+def _exposure() -> tuple[float, list[str]]:
+    proc = run("systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT))
+    out = proc.stdout + proc.stderr
+    match = re.search(r"Overall exposure level for lhsweep\.service: (\d+\.\d+)", out)
+    assert match, out
+    weaker = [name.rstrip("=") for name in re.findall(r"^✗ (\S+?)(?:=|\s)", out, re.M)]
+    return float(match.group(1)), weaker
+
+
+def test_unit_exposure_score_is_within_target_and_every_gap_is_explained() -> None:
+    """systemd-analyze security --offline=true scores at most 4.0; each ✗ has a comment."""
+    require("systemd-analyze")
+    score, weaker = _exposure()
+    print(f"systemd-analyze security exposure of lhsweep.service: {score}")
+    assert score <= MAX_EXPOSURE
+    block = UNIT.read_text().split("# Left weaker on purpose", 1)[1]
+    explained = re.findall(r"^#  (\w+)=", block.split("\n[", 1)[0], re.M)
+    assert weaker, "systemd-analyze listed nothing: its output format changed?"
+    for directive in weaker:
+        assert set(directive.split("/")) & set(explained), directive
+
+
+# ---------------------------------------------------------------- packages
+
+
+def _build(script: str, out: Path) -> Path:
+    built = run("bash", str(ROOT / "packaging" / script), str(out)).stdout.strip().splitlines()
+    return Path(built[-1])
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist/lhsweep_<version>_all.deb built by packaging/build-deb into a temporary directory."""
+    require("dpkg-buildpackage", "dh", "git")
+    return _build("build-deb", tmp_path_factory.mktemp("deb"))
+
+
+@pytest.fixture(scope="module")
+def rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """lhsweep-<version>-1.noarch.rpm built by packaging/build-rpm into a temporary directory."""
+    require("rpmbuild", "git")
+    return _build("build-rpm", tmp_path_factory.mktemp("rpm"))
+
+
+def _deb_field(deb: Path, name: str) -> str:
+    return run("dpkg-deb", "-f", str(deb), name).stdout.strip()
+
+
+def test_deb_metadata(deb: Path) -> None:
+    """Architecture all, the version, Depends only on the Debian packages named by the issue."""
+    assert deb.name == f"lhsweep_{__version__}_all.deb"
+    assert _deb_field(deb, "Architecture") == "all"
+    assert _deb_field(deb, "Version") == __version__
+    depends = [d.strip() for d in _deb_field(deb, "Depends").split(",")]
+    for needed in DEB_DEPENDS:
+        assert needed in depends, needed
+    extra = set(depends) - set(DEB_DEPENDS) - {"python3:any"}
+    assert not extra, extra
+
+
+def test_deb_contents(deb: Path, tmp_path: Path) -> None:
+    """The unit, config (a conffile), catalog, man pages, examples and the package are in it."""
+    listing = run("dpkg-deb", "-c", str(deb)).stdout
+    paths = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
+    for path in (*SHIPPED, "/lib/systemd/system/lhsweep.service"):
+        assert path in paths, path
+    for module in MODULES:
+        assert f"/usr/lib/python3/dist-packages/{module}" in paths, module
+    control = tmp_path / "control"
+    run("dpkg-deb", "-e", str(deb), str(control))
+    assert (control / "conffiles").read_text().split() == ["/etc/lhsweep/lhsweep.toml"]
+    postinst = (control / "postinst").read_text()
+    assert "deb-systemd-helper enable 'lhsweep.service'" in postinst
+    assert "_dh_action=restart" in postinst
+    tree = tmp_path / "tree"
+    run("dpkg-deb", "-x", str(deb), str(tree))
+    assert (tree / "lib/systemd/system/lhsweep.service").read_text() == UNIT.read_text()
+    assert (tree / "etc/lhsweep/lhsweep.toml").read_text() == DEFAULT_CONFIG.read_text()
+
+
+def test_deb_command_runs_from_the_package(deb: Path, tmp_path: Path) -> None:
+    """The packaged /usr/bin/lhsweep, on Debian's python3, prints its version and reads the config."""
+    if not os.access("/usr/bin/python3", os.X_OK):
+        pytest.skip("needs /usr/bin/python3")
+    run("dpkg-deb", "-x", str(deb), str(tmp_path))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "usr/lib/python3/dist-packages")}
+    command = [str(tmp_path / "usr/bin/lhsweep")]
+    version = subprocess.run([*command, "--version"], capture_output=True, text=True, env=env,
+                             check=False)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"lhsweep {__version__}"
+    shipped = str(tmp_path / "etc/lhsweep/lhsweep.toml")
+    check = subprocess.run([*command, "--config", shipped, "check-config"], capture_output=True,
+                           text=True, env=env, check=False)
+    assert check.returncode == 0, check.stderr
+    assert parse(check.stdout, "check-config output") == Config()
+
+
+def test_deb_is_lintian_clean(deb: Path) -> None:
+    """lintian reports no error and no warning (overrides, if any, say why)."""
+    require("lintian")
+    proc = run("lintian", "--fail-on", "error,warning", "--display-info", str(deb), check=False)
+    problems = [line for line in proc.stdout.splitlines() if line.startswith(("E:", "W:"))]
+    print(proc.stdout)
+    assert proc.returncode == 0 and problems == [], proc.stdout + proc.stderr
+
+
+def _rpm_query(rpm: Path, *args: str) -> list[str]:
+    return run("rpm", "-qp", *args, str(rpm)).stdout.splitlines()
+
+
+def test_rpm_contents(rpm: Path) -> None:
+    """noarch; rpm -qlp lists the unit, config, catalog, man pages, examples and the package."""
+    assert rpm.name == f"lhsweep-{__version__}-1.noarch.rpm"
+    assert _rpm_query(rpm, "--qf", "%{ARCH} %{VERSION}") == [f"noarch {__version__}"]
+    files = set(_rpm_query(rpm, "-l"))
+    for path in (*SHIPPED, "/usr/lib/systemd/system/lhsweep.service"):
+        assert path in files, path
+    for module in MODULES:
+        assert any(f.endswith(f"-packages/{module}") for f in files), module
+    flags = dict(line.split(" ", 1)[::-1] for line in
+                 _rpm_query(rpm, "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]"))
+    assert set(flags["/etc/lhsweep/lhsweep.toml"]) >= {"c", "n"}  # %config(noreplace)
+
+
+def test_rpm_requires_and_scriptlets(rpm: Path) -> None:
+    """Requires use Fedora/EL names; the scriptlets preset, stop and restart the unit."""
+    requires = set(_rpm_query(rpm, "--requires"))
+    for needed in RPM_REQUIRES:
+        assert needed in requires, needed
+    scripts = "\n".join(_rpm_query(rpm, "--scripts"))
+    for snippet in ("preset lhsweep.service", "disable --now lhsweep.service",
+                    "try-restart lhsweep.service"):
+        assert snippet in scripts, snippet
+
+
+def test_rpm_and_spec_are_rpmlint_clean(rpm: Path) -> None:
+    """rpmlint (with packaging/rpmlint.toml, every filter justified) finds nothing."""
+    require("rpmlint")
+    spec = ROOT / "packaging" / "lhsweep.spec"
+    proc = run("rpmlint", "-c", str(RPMLINT_CONFIG), str(rpm), str(spec), check=False)
+    print(proc.stdout)
+    assert "1 packages and 1 specfiles checked; 0 errors, 0 warnings" in proc.stdout, proc.stdout
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_config_fields_and_keys_agree() -> None:
+    """Every Config field has exactly one TOML key, so the shipped file can list them all."""
+    assert sorted(k.field_name for k in KEYS) == sorted(f.name for f in fields(Config))
