@@ -1,0 +1,162 @@
+"""Journal entries: the fields handed to journal.send, the stderr form, spam control, the catalog."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lhsweep.journal import (
+    DEBUG,
+    ERR,
+    INFO,
+    NOTICE,
+    WARNING,
+    DecisionLog,
+    Event,
+    Journal,
+    open_journal,
+    stderr_line,
+)
+from lhsweep.model import (
+    ActionOutcome,
+    ActionResult,
+    Entry,
+    Identity,
+    Kind,
+    Plan,
+    RuntimeState,
+    RuntimeView,
+    SweepReport,
+    Verdict,
+)
+
+CATALOG = Path(__file__).resolve().parent.parent / "systemd" / "lhsweep.catalog"
+KNOWN = RuntimeView(RuntimeState.KNOWN, "answered", runtime_name="containerd",
+                    runtime_version="1.6.20")
+
+
+class Recorder:
+    """Stands in for systemd.journal.send and keeps every call."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def __call__(self, message: str, **fields: Any) -> None:
+        self.entries.append({"MESSAGE": message, **fields})
+
+    def by_id(self, event: Event) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e.get("MESSAGE_ID") == event.value]
+
+
+def entry(name: str, verdict: Verdict, reason: str = "why", kind: Kind = Kind.DM) -> Entry:
+    return Entry(kind, name, verdict, reason, Identity(name), volume=name)
+
+
+def report(*entries: Entry, outcomes: tuple[ActionOutcome, ...] = (),
+           runtime: RuntimeView = KNOWN, dry_run: bool = False) -> SweepReport:
+    return SweepReport(runtime, Plan(entries), outcomes, dry_run=dry_run)
+
+
+def test_send_gets_message_id_priority_and_lhsweep_fields() -> None:
+    sent = Recorder()
+    log = DecisionLog(Journal(sent))
+    removed = ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "dmsetup exited 0", "pvc-1", 0.25)
+    log.log_report(report(entry("pvc-1", Verdict.STALE), outcomes=(removed,)), 1, "summary")
+    (got,) = sent.by_id(Event.REMOVED)
+    assert got == {"MESSAGE": "removed stale dm pvc-1", "MESSAGE_ID": Event.REMOVED.value,
+                   "PRIORITY": str(NOTICE), "SYSLOG_IDENTIFIER": "lhsweep",
+                   "LHSWEEP_DEVICE": "pvc-1", "LHSWEEP_KIND": "dm", "LHSWEEP_RESULT": "removed",
+                   "LHSWEEP_REASON": "dmsetup exited 0", "LHSWEEP_VOLUME": "pvc-1",
+                   "LHSWEEP_DURATION": "0.250"}
+    (summary,) = sent.by_id(Event.SWEEP_SUMMARY)
+    assert summary["MESSAGE"] == "summary" and summary["PRIORITY"] == str(INFO)
+
+
+def test_busy_failed_stuck_and_unknown_runtime_are_loud_every_sweep() -> None:
+    sent = Recorder()
+    log = DecisionLog(Journal(sent))
+    busy = entry("pvc-b", Verdict.BUSY, "pvc-b is mounted on /mnt/x")
+    failed = ActionOutcome(Kind.NVME, "nvme-subsys3", ActionResult.FAILED, "nvme exited 1")
+    stuck = ActionOutcome(Kind.DM, "pvc-s", ActionResult.FAILED, "abandoned", stuck=True)
+    for n in (1, 2):
+        log.log_report(report(busy, outcomes=(failed, stuck)), n, f"sweep {n}")
+    assert [e["LHSWEEP_HOLDER"] for e in sent.by_id(Event.BUSY)] == ["pvc-b is mounted on /mnt/x"] * 2
+    assert all(e["PRIORITY"] == str(WARNING) for e in sent.by_id(Event.BUSY))
+    assert [e["LHSWEEP_DEVICE"] for e in sent.by_id(Event.FAILED)] == ["nvme-subsys3"] * 2
+    assert [e["PRIORITY"] for e in sent.by_id(Event.STUCK)] == [str(ERR)] * 2
+
+    unknown = RuntimeView(RuntimeState.UNKNOWN, "no CRI socket")
+    log.log_report(report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 3, "s")
+    log.log_report(report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 4, "s")
+    assert [e["LHSWEEP_REASON"] for e in sent.by_id(Event.RUNTIME_UNKNOWN)] == ["no CRI socket"] * 2
+
+
+def test_quiet_verdicts_are_logged_only_when_they_change() -> None:
+    sent = Recorder()
+    log = DecisionLog(Journal(sent, verbose=False))
+    live = entry("pvc-l", Verdict.LIVE)
+    foreign = entry("vg0-data", Verdict.FOREIGN)
+    for n in (1, 2, 3):
+        log.log_report(report(live, foreign), n, f"sweep {n}")
+    decisions = sent.by_id(Event.DECISION)
+    assert [e["LHSWEEP_DEVICE"] for e in decisions] == ["pvc-l", "vg0-data"]
+    summaries = sent.by_id(Event.SWEEP_SUMMARY)
+    assert [s["MESSAGE"] for s in summaries] == ["sweep 1"]  # quiet sweeps summarise at debug
+    log.log_report(report(entry("pvc-l", Verdict.STALE)), 4, "sweep 4")
+    log.log_report(report(live), 5, "sweep 5")
+    assert [e["LHSWEEP_VERDICT"] for e in sent.by_id(Event.DECISION)][2:] == ["live"]
+
+
+def test_verbose_journal_also_sends_debug_entries() -> None:
+    sent = Recorder()
+    log = DecisionLog(Journal(sent, verbose=True))
+    for n in (1, 2):
+        log.log_report(report(entry("pvc-l", Verdict.LIVE)), n, f"sweep {n}")
+    assert [e["PRIORITY"] for e in sent.by_id(Event.DECISION)] == [str(INFO), str(DEBUG)]
+
+
+def test_stderr_form_is_one_readable_line_without_control_characters() -> None:
+    stream = io.StringIO()
+    journal = Journal(None, stream)
+    journal.emit(WARNING, "dm pvc-1 is busy\nsecond", Event.BUSY, LHSWEEP_DEVICE="pvc-1",
+                 LHSWEEP_REASON="mounted on /mnt/a b", LHSWEEP_VOLUME="")
+    journal.emit(DEBUG, "not shown")
+    assert stream.getvalue() == ('lhsweep: warning: dm pvc-1 is busy second '
+                                 '[device=pvc-1 reason="mounted on /mnt/a b"]\n')
+    assert stderr_line(ERR, "x", {}) == "lhsweep: error: x"
+
+
+def test_log_target_selection(tmp_path: Path) -> None:
+    assert not open_journal("stderr").to_journal
+    assert not open_journal("auto", socket_path=str(tmp_path / "absent")).to_journal
+    socket_file = tmp_path / "socket"
+    socket_file.touch()
+    assert open_journal("auto", socket_path=str(socket_file)).to_journal
+    assert open_journal("journal").to_journal
+    with pytest.raises(ValueError, match="syslog"):
+        open_journal("syslog")
+
+
+def test_catalog_explains_every_message_id(tmp_path: Path) -> None:
+    text = CATALOG.read_text(encoding="utf-8")
+    ids = re.findall(r"^-- ([0-9a-f]{32})$", text, flags=re.MULTILINE)
+    assert sorted(ids) == sorted(e.value for e in Event)
+    assert len(set(ids)) == len(ids)
+    if shutil.which("journalctl") is None:
+        pytest.skip("journalctl missing: catalog syntax not checked by systemd")
+    catalog_dir = tmp_path / "usr" / "lib" / "systemd" / "catalog"
+    catalog_dir.mkdir(parents=True)
+    shutil.copy(CATALOG, catalog_dir)
+    subprocess.run(["journalctl", f"--root={tmp_path}", "--update-catalog"], check=True)
+    listed = subprocess.run(["journalctl", f"--root={tmp_path}", "--list-catalog"], check=True,
+                            capture_output=True, text=True).stdout
+    assert sorted(line.split()[0] for line in listed.splitlines()) == sorted(ids)
+    busy = subprocess.run(["journalctl", f"--root={tmp_path}", "--dump-catalog", Event.BUSY.value],
+                          check=True, capture_output=True, text=True).stdout
+    assert "@LHSWEEP_HOLDER@" in busy and "findmnt" in busy

@@ -1,0 +1,102 @@
+"""Metrics: the text file node_exporter reads, and the shipped alert rules checked by promtool."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lhsweep.metrics import Metrics
+from lhsweep.model import (
+    ActionOutcome,
+    ActionResult,
+    Entry,
+    Identity,
+    Kind,
+    Plan,
+    RuntimeState,
+    RuntimeView,
+    SweepReport,
+    Verdict,
+)
+
+MONITORING = Path(__file__).resolve().parent.parent / "monitoring"
+
+
+def _report(runtime: RuntimeState = RuntimeState.KNOWN) -> SweepReport:
+    entries = (Entry(Kind.DM, "pvc-1", Verdict.STALE, "r", Identity("pvc-1")),
+               Entry(Kind.DM, "pvc-2", Verdict.BUSY, "r", Identity("pvc-2")),
+               Entry(Kind.NODE, "pvc-1", Verdict.STALE, "r", Identity("pvc-1")),
+               Entry(Kind.DM, "vg0-data", Verdict.FOREIGN, "r", Identity("vg0-data")))
+    outcomes = (ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "ok"),
+                ActionOutcome(Kind.NODE, "pvc-1", ActionResult.FAILED, "EBUSY"))
+    return SweepReport(RuntimeView(runtime, "r"), Plan(entries), outcomes, duration_s=0.5)
+
+
+def _samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for s in family.samples:
+            found[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return found
+
+
+def test_metrics_file_counts_entries_removals_and_ages(tmp_path: Path) -> None:
+    metrics = Metrics()
+    path = tmp_path / "lhsweep.prom"
+    metrics.observe(_report(), stuck_now=0, now=1000.0)
+    metrics.observe(_report(), stuck_now=2, now=1060.0)
+    assert metrics.write(str(path))
+    got = _samples(path)
+    assert got[("lhsweep_entries", (("kind", "dm"), ("verdict", "stale")))] == 1
+    assert got[("lhsweep_entries", (("kind", "dm"), ("verdict", "busy")))] == 1
+    assert got[("lhsweep_entries", (("kind", "nvme"), ("verdict", "live")))] == 0
+    assert got[("lhsweep_removals_total", (("kind", "dm"),))] == 2
+    assert got[("lhsweep_removal_failures_total", (("kind", "node"),))] == 2
+    assert got[("lhsweep_removals_total", (("kind", "nvme"),))] == 0
+    assert got[("lhsweep_sweeps_total", (("result", "ok"),))] == 2
+    assert got[("lhsweep_last_sweep_timestamp_seconds", ())] == 1060.0
+    assert got[("lhsweep_last_sweep_duration_seconds", ())] == 0.5
+    assert got[("lhsweep_runtime_reachable", ())] == 1
+    assert got[("lhsweep_stuck_actions", ())] == 2
+    assert got[("lhsweep_oldest_entry_age_seconds", (("verdict", "busy"),))] == 60.0
+    assert got[("lhsweep_oldest_entry_age_seconds", (("verdict", "live"),))] == 0.0
+    assert [p.name for p in tmp_path.iterdir()] == ["lhsweep.prom"]  # no temporary file left
+
+
+def test_unreachable_runtime_errors_and_missing_directory(tmp_path: Path) -> None:
+    metrics = Metrics()
+    metrics.observe(_report(RuntimeState.UNKNOWN), stuck_now=0, now=1.0)
+    metrics.observe_error(stuck_now=1)
+    assert not metrics.write(str(tmp_path / "absent" / "lhsweep.prom"))
+    assert not metrics.write("")
+    path = tmp_path / "m.prom"
+    metrics.write(str(path))
+    got = _samples(path)
+    assert got[("lhsweep_runtime_reachable", ())] == 0
+    assert got[("lhsweep_sweeps_total", (("result", "error"),))] == 1
+
+
+def test_alert_rules_use_only_metrics_the_daemon_exports(tmp_path: Path) -> None:
+    metrics = Metrics()
+    metrics.observe(_report(), stuck_now=0, now=1.0)
+    path = tmp_path / "m.prom"
+    metrics.write(str(path))
+    exported = {name for name, _ in _samples(path)}
+    rules = (MONITORING / "lhsweep.rules.yml").read_text()
+    used = set(re.findall(r"\blhsweep_[a-z_]+\b", rules))
+    assert used and used <= exported, used - exported
+
+
+def test_promtool_checks_and_unit_tests_the_rules() -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool missing (Debian package prometheus, dev/deps/daemon.apt)")
+    subprocess.run(["promtool", "check", "rules", "lhsweep.rules.yml"], cwd=MONITORING,
+                   check=True, capture_output=True)
+    tested = subprocess.run(["promtool", "test", "rules", "lhsweep.rules.test.yml"],
+                            cwd=MONITORING, capture_output=True, text=True, check=False)
+    assert tested.returncode == 0, tested.stdout + tested.stderr

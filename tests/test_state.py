@@ -1,0 +1,101 @@
+"""The state file: atomic write, read back, and `lhsweep status` for people and machines."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from lhsweep.errors import LhsweepError
+from lhsweep.model import (
+    ActionOutcome,
+    ActionResult,
+    Entry,
+    Identity,
+    Kind,
+    Plan,
+    RuntimeState,
+    RuntimeView,
+    SweepReport,
+    Verdict,
+)
+from lhsweep.state import (
+    STATE_FILE,
+    build_state,
+    count_report,
+    read_state,
+    render_status,
+    summary_line,
+    write_state,
+)
+from lhsweep.tools import StuckProcess
+
+RUNTIME = RuntimeView(RuntimeState.KNOWN, "ok", runtime_name="containerd", runtime_version="1.6.20")
+
+
+def _report(runtime: RuntimeView = RUNTIME) -> SweepReport:
+    entries = (Entry(Kind.DM, "pvc-1", Verdict.STALE, "no live V2 instance-manager", Identity("pvc-1")),
+               Entry(Kind.DM, "pvc-2", Verdict.BUSY, "pvc-2 is mounted on /mnt/x", Identity("pvc-2")),
+               Entry(Kind.DM, "pvc-3", Verdict.STALE, "no live V2 instance-manager", Identity("pvc-3")),
+               Entry(Kind.DM, "vg0-data", Verdict.FOREIGN, "LVM", Identity("vg0-data")))
+    outcomes = (ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "dmsetup exited 0"),
+                ActionOutcome(Kind.DM, "pvc-3", ActionResult.FAILED, "dmsetup timed out", stuck=True))
+    return SweepReport(runtime, Plan(entries), outcomes, duration_s=0.25)
+
+
+def test_counts_and_summary_line() -> None:
+    counts = count_report(_report())
+    assert counts == {"entries": 4, "live": 0, "stale": 2, "busy": 1, "foreign": 1, "unknown": 0,
+                      "removed": 1, "skipped": 0, "failed": 1, "stuck": 1}
+    assert summary_line(_report(), 7, stuck_now=1) == (
+        "sweep 7: 1 removed, 1 failed, 1 busy, 1 stale left, 0 unknown, 0 live, 1 foreign; "
+        "containerd 1.6.20: 0 live instance-managers; 1 stuck action")
+    unknown = _report(RuntimeView(RuntimeState.UNKNOWN, "no CRI socket"))
+    assert summary_line(unknown, 1).endswith("; runtime unknown (no CRI socket)")
+
+
+def test_write_is_atomic_creates_the_directory_and_reads_back(tmp_path: Path) -> None:
+    state_dir = tmp_path / "run" / "lhsweep"
+    assert read_state(str(state_dir)) is None
+    stuck = (StuckProcess(("dmsetup", "remove", "pvc-3"), 4242, 1700000000.0),)
+    state = build_state(_report(), sweep_number=3, triggers=("pod-dir",), status="s", stuck=stuck)
+    path = write_state(str(state_dir), state)
+    assert path == str(state_dir / STATE_FILE)
+    assert os.listdir(state_dir) == [STATE_FILE]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    back = read_state(str(state_dir))
+    assert back == json.loads(json.dumps(state))
+    assert back is not None and back["report"]["entries"][1]["verdict"] == "busy"
+    write_state(str(state_dir), {**state, "sweep_number": 4})
+    assert read_state(str(state_dir))["sweep_number"] == 4  # type: ignore[index]
+
+
+def test_garbage_state_file_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text("{not json")
+    with pytest.raises(LhsweepError, match="not valid JSON"):
+        read_state(str(tmp_path))
+    (tmp_path / STATE_FILE).write_text('{"version": 99}')
+    with pytest.raises(LhsweepError, match="version 1"):
+        read_state(str(tmp_path))
+
+
+def test_status_for_people_names_what_needs_attention() -> None:
+    stuck = (StuckProcess(("dmsetup", "remove", "pvc-3"), 4242, 1700000000.0),)
+    state = build_state(_report(), sweep_number=3, triggers=("pod-dir", "uevent"),
+                        status="sweep 3: ...", stuck=stuck)
+    text = render_status(state, as_json=False)
+    assert text.startswith("last sweep: #3 at ")
+    assert "triggered by pod-dir, uevent" in text
+    assert "runtime: known (ok)" in text
+    assert "  busy: dm pvc-2 (pvc-2 is mounted on /mnt/x)" in text
+    assert "  removed: dm pvc-1 (dmsetup exited 0)" in text
+    assert "  failed: dm pvc-3 (dmsetup timed out)" in text
+    assert "  stuck: dmsetup remove pvc-3 (pid 4242, since " in text
+    assert "vg0-data" not in text  # foreign devices need nobody's attention
+
+
+def test_status_as_json_is_the_state() -> None:
+    state = build_state(_report(), sweep_number=1, triggers=("boot",), status="s", stuck=())
+    assert json.loads(render_status(state, as_json=True)) == json.loads(json.dumps(state))
