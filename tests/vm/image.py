@@ -206,10 +206,18 @@ def build(directory: Path, spec: dict[str, str]) -> None:
         shutil.copyfile(f"/boot/initrd.img-{spec['kernel']}", work / "initrd.img")
         (work / "recipe.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(root)
+        work.chmod(0o755)
         work.rename(directory)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def prune(keep: Path) -> None:
+    """Remove cached images of other recipes and abandoned build directories (each is ~600 MB)."""
+    for entry in CACHE_ROOT.iterdir() if CACHE_ROOT.is_dir() else ():
+        if entry != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def ensure_image(rebuild: bool = False) -> GuestImage:
@@ -220,6 +228,7 @@ def ensure_image(rebuild: bool = False) -> GuestImage:
         shutil.rmtree(directory)
     if not (directory / "root.img").exists():
         CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+        prune(keep=directory)
         started = time.monotonic()
         build(directory, spec)
         print(f"lhsweep-vm: built {directory} in {time.monotonic() - started:.0f} s", file=sys.stderr)

@@ -18,6 +18,8 @@ LAYOUT_ROOTS = (
     "/dev/longhorn",
     "/dev/mapper",
 )
+# Attribute files whose values change with every I/O or boot: their presence is recorded, not their value.
+VOLATILE = frozenset({"stat", "inflight", "diskseq", "uevent"})
 
 
 def dm_names() -> list[str]:
@@ -108,6 +110,8 @@ def _describe(path: str) -> str:
     st = os.lstat(path)
     if not os.path.isfile(path):
         return f"{path} dev={os.major(st.st_rdev)}:{os.minor(st.st_rdev)} mode={oct(st.st_mode & 0o7777)}"
+    if os.path.basename(path) in VOLATILE:
+        return f"{path} = <changes>"
     try:
         with open(path, errors="replace") as handle:
             value = handle.read(200).strip().replace("\n", "\\n")
