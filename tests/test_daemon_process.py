@@ -166,7 +166,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 
 def test_ready_after_boot_sweep_then_pod_loss_removes_leftovers(rig: Rig) -> None:
-    sandbox, pod_dir = rig.add_im()
+    _, pod_dir = rig.add_im()
     vol = rig.tree.add_longhorn_volume("pvc-a")
     rig.start_cri()
     rig.start()
@@ -187,7 +187,25 @@ def test_ready_after_boot_sweep_then_pod_loss_removes_leftovers(rig: Rig) -> Non
     assert ["nvme", "disconnect", "--nqn", vol.nqn] in rig.removes()
     assert "removed stale dm pvc-a" in rig.stderr()
     assert "lhsweep_removals_total{kind=\"dm\"} 1.0" in Path(rig.metrics_file).read_text()
-    assert sandbox["id"]
+    status_cmd = [sys.executable, "-m", "lhsweep.cli", "--config", rig.config_path, "status"]
+    shown = subprocess.run(status_cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert f"last sweep: #{state['sweep_number']}" in shown and "removed: dm pvc-a" in shown
+    as_json = subprocess.run([*status_cmd, "--json"], capture_output=True, text=True, check=True,
+                             cwd=REPO).stdout
+    assert json.loads(as_json)["sweep_number"] == state["sweep_number"]
+
+
+def test_pods_dir_appearing_later_is_watched_and_resyncs(rig: Rig) -> None:
+    os.rmdir(rig.tree.p(PODS))
+    rig.start_cri()
+    rig.start()
+    rig.wait_ready()
+    os.makedirs(rig.tree.p(PODS))
+    state = rig.wait_state(lambda s: s["sweep_number"] >= 2)
+    assert state["triggers"] == ["pods-dir-appeared"]
+    os.mkdir(rig.tree.p(f"{PODS}/uid-new"))
+    state = rig.wait_state(lambda s: s["sweep_number"] >= 3)
+    assert state["triggers"] == ["pod-dir"]
 
 
 def test_burst_of_pod_dir_events_costs_a_bounded_number_of_sweeps(rig: Rig) -> None:

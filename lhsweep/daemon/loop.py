@@ -204,13 +204,13 @@ class Daemon:
     def _feed_watchdog(self, now: float) -> None:
         interval = self.notifier.watchdog_interval or 1.0
         self.watchdog_at = now + interval
-        stalled = self._stalled_for(now)
+        stalled = self.stalled_for(now)
         if stalled is None:
             self.notifier.watchdog()
         else:
             self.notifier.status(f"sweep made no progress for {stalled:.0f}s: watchdog not fed")
 
-    def _stalled_for(self, now: float) -> Optional[float]:
+    def stalled_for(self, now: float) -> Optional[float]:
         """Seconds the running sweep has made no progress beyond any bounded step, else None."""
         if not self.worker.busy:
             return None

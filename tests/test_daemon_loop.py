@@ -1,0 +1,82 @@
+"""The main loop's watchdog rule: fed while sweeps make progress, withheld from a wedged sweep."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lhsweep.config import Config
+from lhsweep.daemon.loop import STALL_SLACK_S, Daemon, Parts
+from lhsweep.daemon.notify import Notifier
+from lhsweep.daemon.worker import SweepFn, TrackedRunner
+from lhsweep.journal import Journal
+from lhsweep.model import Plan, RuntimeState, RuntimeView, SweepReport
+from lhsweep.tools import KILL_GRACE_S
+
+
+class Recorder:
+    """A notify socket that keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def notify(self, state: str) -> None:
+        self.sent.append(state)
+
+
+def _never(*_: object) -> object:
+    raise AssertionError("not used by these tests")
+
+
+@pytest.fixture
+def daemon() -> Iterator[tuple[Daemon, Recorder, threading.Event]]:
+    release = threading.Event()
+
+    def sweeper(host_root: str, runner: TrackedRunner) -> SweepFn:
+        def sweep(config: Config) -> SweepReport:
+            release.wait(30)
+            return SweepReport(RuntimeView(RuntimeState.KNOWN, "ok"), Plan(()))
+        return sweep
+
+    sink = Recorder()
+    notifier = Notifier({"NOTIFY_SOCKET": "/unused", "WATCHDOG_USEC": "2000000"}, lambda: sink)
+    parts = Parts(sweeper=sweeper, pod_watcher=_never, uevents=_never,  # type: ignore[arg-type]
+                  cri_watcher=_never, notifier=notifier,  # type: ignore[arg-type]
+                  journal=Journal(None, io.StringIO()))
+    made = Daemon("/etc/lhsweep/lhsweep.toml", "/", Config(sweep_action_timeout=5), parts)
+    yield made, sink, release
+    release.set()
+
+
+def test_watchdog_is_fed_while_idle_and_while_a_sweep_progresses(
+        daemon: tuple[Daemon, Recorder, threading.Event]) -> None:
+    d, sink, _ = daemon
+    now = time.monotonic()
+    d._feed_watchdog(now)
+    d.worker.submit(d.config, ("boot",))
+    d._feed_watchdog(now + 1)
+    assert sink.sent == ["WATCHDOG=1", "WATCHDOG=1"]
+    assert d.watchdog_at == pytest.approx(now + 2, abs=0.01)
+
+
+def test_watchdog_is_withheld_once_a_sweep_stops_making_progress(
+        daemon: tuple[Daemon, Recorder, threading.Event]) -> None:
+    d, sink, release = daemon
+    d.worker.submit(d.config, ("boot",))
+    c = d.config
+    limit = (c.sweep_action_timeout + KILL_GRACE_S + 3 * c.cri_timeout * len(c.cri_endpoints)
+             + STALL_SLACK_S)
+    started = max(d.runner.last_progress, d.worker.busy_since or 0.0)
+    assert d.stalled_for(started + limit - 1) is None
+    d._feed_watchdog(started + limit + 5)
+    assert sink.sent == [f"STATUS=sweep made no progress for {limit + 5:.0f}s: watchdog not fed"]
+    d.runner.last_progress = started + limit  # a tool run started: progress again
+    d._feed_watchdog(started + limit + 5)
+    assert sink.sent[-1] == "WATCHDOG=1"
+    release.set()
+    assert d.worker.collect(timeout=10) is not None
+    assert d.stalled_for(started + 10 * limit) is None
