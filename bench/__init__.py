@@ -1,0 +1,1 @@
+"""lhsweep benchmarks: `python -m bench` measures sweep cost, start-up, idle footprint and storms."""
