@@ -18,6 +18,7 @@ from lhsweep.daemon.wakeup import WakePipe
 from lhsweep.daemon.worker import SweepFn, SweepResult, SweepWorker, TrackedRunner
 from lhsweep.errors import ConfigError
 from lhsweep.journal import ERR, INFO, NOTICE, WARNING, Event, Journal
+from lhsweep.model import RuntimeState
 from lhsweep.tools import KILL_GRACE_S
 
 # Bound on waiting for the running sweep at SIGTERM (systemd's stop timeout is 90 s by default).
@@ -245,7 +246,7 @@ class Daemon:
 
     def _schedule_retry(self, result: SweepResult, now: float) -> None:
         """Retry with backoff after a sweep that could not learn the runtime or did not run."""
-        if result.report is not None and result.report.runtime.state.value == "known":
+        if result.report is not None and result.report.runtime.state is RuntimeState.KNOWN:
             self.retry.reset()
             self.retry_at = None
             return
@@ -271,7 +272,7 @@ class Daemon:
             self.journal.emit(ERR, f"configuration reload failed, keeping the old one: {exc}",
                               Event.CONFIG_RELOAD_FAILED, LHSWEEP_REASON=str(exc),
                               LHSWEEP_CONFIG=self.config_path)
-            self.notifier.ready(f"{self.reporter.status}; reload failed: {exc}")
+            self._announce(f"{self.reporter.status}; reload failed: {exc}")
             return
         old, self.config = self.config, new
         self.runner.timeout = new.sweep_action_timeout
@@ -285,7 +286,14 @@ class Daemon:
         self.journal.emit(NOTICE, f"configuration reloaded from {self.config_path}",
                           Event.LIFECYCLE, LHSWEEP_CONFIG=self.config_path)
         self._trigger("reload")
-        self.notifier.ready(self.reporter.status)
+        self._announce(self.reporter.status)
+
+    def _announce(self, status: str) -> None:
+        """READY=1 (ends RELOADING=1) once booted; before the boot sweep ends only a STATUS."""
+        if self.ready:
+            self.notifier.ready(status)
+        else:
+            self.notifier.status(status)
 
 
 def _cri_settings(config: Config) -> Config:
