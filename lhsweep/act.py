@@ -10,7 +10,7 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from lhsweep.host import HostRoot
 from lhsweep.inventory import DmControl, read_dm_device, read_mounts, read_subsystems
@@ -44,6 +44,7 @@ class Actor:
     host: HostRoot
     runner: ToolRunner
     dm_control: Optional[DmControl] = None
+    should_stop: Callable[[], bool] = lambda: False
 
     def execute(self, plan: Plan, dry_run: bool) -> tuple[ActionOutcome, ...]:
         """Remove every stale entry whose prerequisites went first; one outcome per removal."""
@@ -57,6 +58,8 @@ class Actor:
         started = time.monotonic()
         waiting = [f"{k.value} {n}" for k, n in entry.after if (k, n) not in done]
         try:
+            if self.should_stop():
+                raise _Skip("not started: lhsweep is stopping")
             if waiting:
                 raise _Skip(f"waits for {', '.join(waiting)}, which was not removed")
             self._refuse_if_stuck(entry)
@@ -101,6 +104,8 @@ class Actor:
         dm = read_dm_device(self.host, entry.name, self.dm_control)
         if dm is None:
             raise _Satisfied("already gone")
+        if dm.targets is None:
+            raise _Skip("its table could not be read right before removal")
         if dm.dev != entry.identity.dev:
             raise _Skip(f"now {dm.dev}, planned as {entry.identity.dev}: re-created since")
         if table_fingerprint(dm.targets) != entry.identity.fingerprint:

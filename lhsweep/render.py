@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lhsweep.model import ActionOutcome, Entry, InstanceManager, RuntimeView, SweepReport
@@ -69,7 +70,7 @@ def report_to_dict(report: SweepReport) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Align columns; the last column is left ragged."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip() for r in rows]

@@ -47,8 +47,12 @@ def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
 
 def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunner,
               query: RuntimeQuery = query_runtime,
-              dm_control: Optional[DmControl] = None) -> SweepReport:
-    """Scan, then remove what is stale; raises LockBusyError while another sweep runs."""
+              dm_control: Optional[DmControl] = None,
+              should_stop: Callable[[], bool] = lambda: False) -> SweepReport:
+    """Scan, then remove what is stale; raises LockBusyError while another sweep runs.
+
+    `should_stop` is asked before each removal; once it says yes the rest are skipped.
+    """
     with sweep_lock(config.state_dir):
         report = scan(config, host, query=query, dm_control=dm_control)
         removals = report.plan.removals
@@ -60,7 +64,7 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
                 ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume) for e in removals
             )
         else:
-            outcomes = Actor(host, runner, dm_control).execute(report.plan, dry_run)
+            outcomes = Actor(host, runner, dm_control, should_stop).execute(report.plan, dry_run)
         return replace(report, outcomes=outcomes, dry_run=dry_run,
                        duration_s=time.time() - report.started_at)
 
