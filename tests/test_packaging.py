@@ -335,6 +335,19 @@ def test_deb_command_runs_from_the_package(deb: Path, tmp_path: Path) -> None:
     assert parse(check.stdout, "check-config output") == Config()
 
 
+def test_deb_catalog_compiles_where_journald_looks(deb: Path, tmp_path: Path) -> None:
+    """journalctl --update-catalog takes the packaged catalog and lists each of its entries."""
+    require("journalctl")
+    run("dpkg-deb", "-x", str(deb), str(tmp_path))
+    (tmp_path / "var/lib/systemd/catalog").mkdir(parents=True)
+    run("journalctl", f"--root={tmp_path}", "--update-catalog")
+    listed = run("journalctl", f"--root={tmp_path}", "--list-catalog").stdout.splitlines()
+    source = (tmp_path / "usr/lib/systemd/catalog/lhsweep.catalog").read_text()
+    ids = re.findall(r"^-- ([0-9a-f]{32})$", source, re.M)
+    assert ids
+    assert sorted(line.split()[0] for line in listed) == sorted(ids)
+
+
 def test_deb_is_lintian_clean(deb: Path) -> None:
     """lintian reports no error and no warning (overrides, if any, say why)."""
     require("lintian")
