@@ -87,7 +87,9 @@ class Actor:
 
     def _remove(self, entry: Entry, dry_run: bool) -> ToolResult:
         recheck = {Kind.DM: self._recheck_dm, Kind.NODE: self._recheck_node, Kind.NVME: self._recheck_nvme}
-        recheck[entry.kind](entry)
+        # In a dry run the prerequisites stay, so only an entry without any can be re-checked.
+        if not (dry_run and entry.after):
+            recheck[entry.kind](entry)
         if dry_run:
             raise _Satisfied("dry run: would remove")
         with self._longhorn_locks(entry.volume or entry.name):
@@ -190,7 +192,8 @@ class Actor:
         real = self.host.path(path)
         try:
             os.makedirs(os.path.dirname(real), mode=0o755, exist_ok=True)
-            fd = os.open(real, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            # Read-only is enough for flock, and works where the sandbox keeps /run read-only.
+            fd = os.open(real, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _Skip(f"cannot open Longhorn lock {path}: {exc.strerror}") from None
         try:

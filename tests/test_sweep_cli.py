@@ -1,0 +1,227 @@
+"""`lhsweep scan` and `lhsweep sweep` end to end: host trees, a real gRPC CRI server, fake tools."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lhsweep.act import Actor
+from lhsweep.config import load
+from lhsweep.host import HostRoot
+from lhsweep.sweep import scan
+from lhsweep.tools import ToolRunner
+from tests.crifake import FakeCri, im_pod
+from tests.hosttree import FAKE_KEY, LONGHORN_PREFIX, HostTree, fake_host
+
+REPO = Path(__file__).resolve().parents[1]
+HOUR_NS = 3600 * 10**9
+
+
+class Rig:
+    """A host tree, a CRI server and a config pointing at both."""
+
+    def __init__(self, tree: HostTree, cri: FakeCri, base: Path) -> None:
+        self.tree, self.cri = tree, cri
+        self.config = base / "lhsweep.toml"
+        self.state_dir = base / "state"
+        self.write_config(f'endpoints = ["{cri.endpoint}"]\ntimeout = 2')
+
+    def write_config(self, cri_section: str) -> None:
+        """Config with this [cri] body; no grace period so fresh tree nodes count as old."""
+        self.config.write_text(
+            f"[cri]\n{cri_section}\n[sweep]\ngrace_period = 0\naction_timeout = 5\n"
+            f'[state]\ndir = "{self.state_dir}"\n[metrics]\nfile = ""\n', encoding="utf-8")
+
+    def lhsweep(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI against the tree."""
+        argv = [sys.executable, "-m", "lhsweep", "--config", str(self.config),
+                "--host-root", self.tree.root, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+
+    def json(self, *args: str) -> dict[str, Any]:
+        """Run with --json and parse the answer."""
+        done = self.lhsweep(*args, "--json")
+        assert done.returncode in (0, 1), done.stderr
+        assert FAKE_KEY not in done.stdout + done.stderr, "a dm-crypt key leaked"
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def calls(self, verb: str) -> list[list[str]]:
+        """The fake tools' calls whose first argument is `verb` (remove, disconnect)."""
+        path = Path(self.tree.p("/.fake/calls.log"))
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [c for c in map(json.loads, lines) if len(c) > 1 and c[1] == verb]
+
+    def add_exited_im(self) -> None:
+        """An instance-manager that crashed: sandbox ready, container exited."""
+        self.cri.add_pod(*im_pod(container_state="CONTAINER_EXITED"))
+
+    def add_running_im(self, created_at_ns: int) -> None:
+        """A running V2 instance-manager created at `created_at_ns`."""
+        self.cri.add_pod(*im_pod(created_at_ns=created_at_ns))
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    tree = fake_host(str(tmp_path / "host"), monkeypatch)
+    with FakeCri() as cri:
+        yield Rig(tree, cri, tmp_path)
+
+
+def verdicts(report: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(kind, name) -> verdict."""
+    return {(e["kind"], e["name"]): e["verdict"] for e in report["entries"]}
+
+
+def test_crashed_instance_manager_volume_is_stale(rig: Rig) -> None:
+    rig.add_exited_im()
+    rig.tree.add_longhorn_volume("pvc-crash")
+    report = rig.json("scan")
+    nqn = f"{LONGHORN_PREFIX}volume-pvc-crash"
+    assert report["runtime"]["state"] == "known"
+    assert report["runtime"]["instance_managers"][0]["container_state"] == "exited"
+    assert verdicts(report) == {("dm", "pvc-crash"): "stale", ("node", "pvc-crash"): "stale",
+                                ("nvme", nqn): "stale"}
+    assert report["actions"] == []
+    assert rig.calls("remove") == []
+
+
+def test_every_kind_of_neighbour_gets_its_verdict(rig: Rig) -> None:
+    rig.add_running_im(time.time_ns() - HOUR_NS)
+    rig.tree.add_longhorn_volume("pvc-live")
+    rig.tree.add_v1_encrypted_volume("pvc-v1")
+    lvm, mpath = rig.tree.add_lvm(), rig.tree.add_multipath()
+    rig.tree.add_node_symlink("pvc-link", "/dev/sda")
+    rig.tree.add_node_file("pvc-file", "x")
+    v = verdicts(rig.json("scan"))
+    assert v[("dm", "pvc-live")] == "live" and v[("node", "pvc-live")] == "live"
+    assert v[("dm", "pvc-v1")] == "foreign" and v[("node", "pvc-v1")] == "foreign"
+    assert v[("dm", lvm.name)] == "foreign" and v[("dm", mpath.name)] == "foreign"
+    assert v[("node", "pvc-link")] == "foreign" and v[("node", "pvc-file")] == "foreign"
+
+
+def test_mounted_stale_volume_is_busy_and_survives_a_sweep(rig: Rig) -> None:
+    rig.tree.add_longhorn_volume("pvc-busy", mounted=True)
+    report = rig.json("sweep")
+    v = verdicts(report)
+    assert v[("dm", "pvc-busy")] == "busy" and v[("node", "pvc-busy")] == "busy"
+    reason = next(e["reason"] for e in report["entries"] if e["name"] == "pvc-busy")
+    assert "mounted on /var/lib/kubelet/pods/" in reason
+    assert rig.calls("remove") == [] and rig.calls("disconnect") == []
+    assert os.path.exists(rig.tree.p("/dev/longhorn/pvc-busy"))
+
+
+def test_dangling_node_is_stale_and_removed(rig: Rig) -> None:
+    rig.tree.add_dangling_node("pvc-gone", "253:77")
+    report = rig.json("sweep")
+    assert verdicts(report) == {("node", "pvc-gone"): "stale"}
+    assert report["actions"][0]["result"] == "removed"
+    assert not os.path.lexists(rig.tree.p("/dev/longhorn/pvc-gone"))
+
+
+def test_unreachable_runtime_removes_nothing(rig: Rig) -> None:
+    rig.tree.add_longhorn_volume("pvc-1")
+    rig.write_config(f'endpoints = ["{rig.tree.root}/no-such.sock"]')
+    report = rig.json("sweep")
+    assert report["runtime"]["state"] == "unknown"
+    assert "no-such.sock" in report["runtime"]["reason"]
+    assert set(verdicts(report).values()) == {"unknown"}
+    assert report["actions"] == [] and rig.calls("remove") == []
+
+
+def test_sweep_removes_child_first_then_node_then_controller(rig: Rig) -> None:
+    rig.add_exited_im()
+    vol = rig.tree.add_longhorn_volume("pvc-enc", encrypted=True)
+    rig.tree.add_lvm()
+    done = rig.lhsweep("sweep", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [(a["kind"], a["name"], a["result"]) for a in report["actions"]] == [
+        ("dm", "pvc-enc-encrypted", "removed"), ("dm", "pvc-enc", "removed"),
+        ("node", "pvc-enc", "removed"), ("nvme", vol.nqn, "removed")]
+    assert [c[1:] for c in rig.calls("remove")] == [["remove", "pvc-enc-encrypted"], ["remove", "pvc-enc"]]
+    assert [c[1:] for c in rig.calls("disconnect")] == [["disconnect", "--nqn", vol.nqn]]
+    assert FAKE_KEY not in done.stdout
+    after = rig.json("scan")
+    assert {k for k, _ in verdicts(after)} == {"dm"} and set(verdicts(after).values()) == {"foreign"}
+
+
+def test_a_failed_step_exits_1_and_the_next_sweep_finishes_the_job(rig: Rig) -> None:
+    vol = rig.tree.add_longhorn_volume("pvc-part")
+    rig.tree.set_nvme(vol.nqn, fail="failed to disconnect")
+    first = rig.lhsweep("sweep", "--json")
+    assert first.returncode == 1
+    results = {a["kind"]: a["result"] for a in json.loads(first.stdout)["actions"]}
+    assert results == {"dm": "removed", "node": "removed", "nvme": "failed"}
+    HostTree(rig.tree.root).set_nvme(vol.nqn)  # re-read: the fake tools changed the tree
+    second = rig.json("sweep")
+    assert [(a["kind"], a["result"]) for a in second["actions"]] == [("nvme", "removed")]
+    assert rig.json("scan")["entries"] == []
+
+
+def test_dry_run_removes_nothing_but_says_what_it_would(rig: Rig) -> None:
+    rig.tree.add_longhorn_volume("pvc-dry")
+    report = rig.json("sweep", "--dry-run")
+    assert {a["result"] for a in report["actions"]} == {"skipped"}
+    assert all(a["detail"] == "dry run: would remove" for a in report["actions"])
+    assert rig.calls("remove") == [] and rig.calls("disconnect") == []
+
+
+def test_a_held_longhorn_lock_skips_the_volume_until_released(rig: Rig) -> None:
+    rig.tree.add_longhorn_volume("pvc-lock")
+    os.makedirs(rig.tree.p("/var/run/longhorn"), exist_ok=True)
+    fd = os.open(rig.tree.p("/var/run/longhorn/spdk-pvc-lock.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held = rig.json("sweep")
+        assert all(a["result"] == "skipped" for a in held["actions"])
+        assert "is held by another process" in held["actions"][0]["detail"]
+        assert rig.calls("remove") == []
+    finally:
+        os.close(fd)
+    released = rig.json("sweep")
+    assert [a["result"] for a in released["actions"]] == ["removed", "removed", "removed"]
+
+
+def test_a_device_recreated_after_planning_is_not_removed(rig: Rig) -> None:
+    """Rule 5: the re-check compares device numbers; a re-created device of the same name stays."""
+    rig.tree.add_longhorn_volume("pvc-re")
+    host = HostRoot(rig.tree.root)
+    plan = scan(load(str(rig.config)), host).plan
+    rig.tree.remove_dm("pvc-re")
+    rig.tree.add_plain_linear_on_loop("filler")
+    rig.tree.add_plain_linear_on_loop("pvc-re")
+    outcomes = Actor(host, ToolRunner(5)).execute(plan, dry_run=False)
+    dm = next(o for o in outcomes if o.kind.value == "dm")
+    assert dm.result.value == "skipped" and "re-created since" in dm.detail
+    assert rig.calls("remove") == []
+
+
+def test_scan_prints_an_aligned_table_for_people(rig: Rig) -> None:
+    rig.tree.add_longhorn_volume("pvc-t")
+    rig.tree.add_lvm()
+    done = rig.lhsweep("scan")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("KIND"))
+    col = header.index("VERDICT")
+    rows = [line for line in lines if line.startswith(("dm ", "node ", "nvme "))]
+    assert len(rows) == 4 and all(row[col:].split()[0] in ("stale", "foreign") for row in rows)
+
+
+def test_usage_and_config_errors_have_their_exit_codes(rig: Rig) -> None:
+    assert rig.lhsweep("scan", "--bogus").returncode == 2
+    rig.config.write_text("[sweep]\ngrace_period = -1\n")
+    bad = rig.lhsweep("scan")
+    assert bad.returncode == 78
+    assert bad.stderr.strip() == (f"lhsweep: configuration error: {rig.config}: sweep.grace_period: "
+                                  "expected seconds, from 0 to 86400, got -1")
