@@ -38,7 +38,7 @@ def default_sweeper(host_root: str, runner: TrackedRunner) -> SweepFn:
 
     def sweep(config: Config) -> SweepReport:
         return run_sweep(config, host, dry_run=config.sweep_dry_run, runner=runner,
-                         query=query_runtime)
+                         query=query_runtime, should_stop=lambda: runner.stopping)
 
     return sweep
 
