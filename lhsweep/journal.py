@@ -141,7 +141,7 @@ class DecisionLog:
         what = f"{entry.kind.value} {entry.name}"
         if entry.verdict is Verdict.BUSY:
             self.journal.emit(WARNING, f"{what} is a busy leftover, left alone: {entry.reason}",
-                              Event.BUSY, LHSWEEP_HOLDER=entry.reason, **fields)
+                              Event.BUSY, LHSWEEP_HOLDER="; ".join(entry.holders), **fields)
         elif entry.verdict is Verdict.UNKNOWN:
             # With the runtime unknown every entry is unknown for the one reason logged above.
             runtime_down = report.runtime.state is RuntimeState.UNKNOWN

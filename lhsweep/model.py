@@ -252,6 +252,8 @@ class Entry:
     order: int = 0
     # Names (kind, name) that must be removed successfully before this one is attempted.
     after: tuple[tuple[Kind, str], ...] = ()
+    # For busy entries: what uses it ("pvc-1 is mounted on /var/lib/...", "held by dm-3 (...)").
+    holders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

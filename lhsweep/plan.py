@@ -98,11 +98,12 @@ class _Draft:
     volume: str = ""
     order: int = 0
     after: list[tuple[Kind, str]] = field(default_factory=list)
+    holders: list[str] = field(default_factory=list)
 
     def freeze(self) -> Entry:
         """The finished, immutable entry."""
         return Entry(self.kind, self.name, self.verdict, self.reason, self.identity,
-                     self.volume, self.order, tuple(self.after))
+                     self.volume, self.order, tuple(self.after), tuple(self.holders))
 
 
 def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: float,
@@ -143,12 +144,12 @@ def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
         return {dm.name: _Draft(Kind.DM, dm.name, verdict, why, _identity(dm))}
     child = _encrypted_child(ctx, dm)
     members = [dm] if child is None else [child, dm]
-    verdict, reason = _dm_verdict(ctx, dm, child, why)
+    verdict, reason, busy = _dm_verdict(ctx, dm, child, why)
     group: dict[str, _Draft] = {}
     for member in members:
         is_child = member is child
         draft = _Draft(Kind.DM, member.name, verdict, reason, _identity(member), dm.name,
-                       ORDER_DM_CHILD if is_child else ORDER_DM)
+                       ORDER_DM_CHILD if is_child else ORDER_DM, holders=busy)
         if child is not None and not is_child:
             draft.after.append((Kind.DM, child.name))
         group[member.name] = draft
@@ -233,18 +234,18 @@ def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[
 
 
 def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice],
-                why: str) -> tuple[Verdict, str]:
+                why: str) -> tuple[Verdict, str, list[str]]:
     """Verdict of an owned dm device (and its child): runtime, age, then busy."""
     backing_present = dm.targets is not None and dm.targets[0].backing in ctx.idx.block_by_dev
     node = ctx.idx.nodes.get(dm.name)
     age_ns = node.ctime_ns if node is not None and node.rdev == dm.dev else None
     held = _liveness(ctx, dm.name, age_ns, backing_present)
     if held is not None:
-        return held[0], f"{held[1]} ({why})"
+        return held[0], f"{held[1]} ({why})", []
     busy = _dm_busy(ctx, dm, child)
     if busy:
-        return Verdict.BUSY, f"{'; '.join(busy)} ({why})"
-    return Verdict.STALE, f"{_stale_because(ctx)} ({why})"
+        return Verdict.BUSY, f"{'; '.join(busy)} ({why})", busy
+    return Verdict.STALE, f"{_stale_because(ctx)} ({why})", []
 
 
 def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
@@ -360,6 +361,7 @@ def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
     """A node named after its dm device shares that device's verdict; it goes after the volume's dm."""
     draft.verdict = dm_draft.verdict
     draft.volume = dm_draft.volume
+    draft.holders = dm_draft.holders
     draft.reason = f"points at dm {dm_draft.name!r}, which is {dm_draft.verdict.value}: {dm_draft.reason}"
     if dm_draft.verdict is Verdict.STALE:
         draft.after.extend(
@@ -383,6 +385,7 @@ def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str, busy
         draft.verdict, draft.reason = held[0], f"{held[1]}; {what}"
     elif busy:
         draft.verdict, draft.reason = Verdict.BUSY, f"{'; '.join(busy)}; {what}"
+        draft.holders = busy
     else:
         draft.verdict, draft.reason = Verdict.STALE, f"{_stale_because(ctx)}; {what}"
 

@@ -41,6 +41,7 @@ def entry_to_dict(entry: Entry) -> dict[str, Any]:
         "volume": entry.volume,
         "verdict": entry.verdict.value,
         "reason": entry.reason,
+        "holders": list(entry.holders),
     }
 
 

@@ -54,8 +54,9 @@ class Recorder:
         return [e for e in self.entries if e.get("MESSAGE_ID") == event.value]
 
 
-def entry(name: str, verdict: Verdict, reason: str = "why", kind: Kind = Kind.DM) -> Entry:
-    return Entry(kind, name, verdict, reason, Identity(name), volume=name)
+def entry(name: str, verdict: Verdict, reason: str = "why", kind: Kind = Kind.DM,
+          holders: tuple[str, ...] = ()) -> Entry:
+    return Entry(kind, name, verdict, reason, Identity(name), volume=name, holders=holders)
 
 
 def report(*entries: Entry, outcomes: tuple[ActionOutcome, ...] = (),
@@ -81,7 +82,8 @@ def test_send_gets_message_id_priority_and_lhsweep_fields() -> None:
 def test_busy_failed_stuck_and_unknown_runtime_are_loud_every_sweep() -> None:
     sent = Recorder()
     log = DecisionLog(Journal(sent))
-    busy = entry("pvc-b", Verdict.BUSY, "pvc-b is mounted on /mnt/x")
+    busy = entry("pvc-b", Verdict.BUSY, "pvc-b is mounted on /mnt/x (linear over ...)",
+                 holders=("pvc-b is mounted on /mnt/x",))
     failed = ActionOutcome(Kind.NVME, "nvme-subsys3", ActionResult.FAILED, "nvme exited 1")
     stuck = ActionOutcome(Kind.DM, "pvc-s", ActionResult.FAILED, "abandoned", stuck=True)
     for n in (1, 2):

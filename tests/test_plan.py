@@ -53,6 +53,10 @@ def test_mounted_stale_volume_is_busy_and_so_is_its_controller() -> None:
     assert v[("nvme", f"{LONGHORN_NQN_PREFIX}volume-pvc-m")] == "busy"
     dm = next(e for e in plan.entries if e.kind is Kind.DM)
     assert "mounted on /var/lib/kubelet/pods/x/volumes/pvc-m" in dm.reason
+    assert dm.holders == ("pvc-m is open 1 time(s)",
+                          "pvc-m is mounted on /var/lib/kubelet/pods/x/volumes/pvc-m")
+    node = next(e for e in plan.entries if e.kind is Kind.NODE)
+    assert node.holders == dm.holders
     assert plan.removals == ()
 
 
