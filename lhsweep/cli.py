@@ -94,7 +94,18 @@ def _sweep(config: Config, host: HostRoot, args: argparse.Namespace) -> int:
 
     runner = ToolRunner(config.sweep_action_timeout)
     report = run_sweep(config, host, dry_run=args.dry_run or config.sweep_dry_run, runner=runner)
+    _journal(report, args.log_target)
     return _print_report(report, args.json)
+
+
+def _journal(report: SweepReport, log_target: str) -> None:
+    """Rule 8 for one-shot sweeps: decisions go to journald too (stderr only when asked for)."""
+    from lhsweep.journal import DecisionLog, open_journal  # noqa: PLC0415
+    from lhsweep.state import summary_line  # noqa: PLC0415
+
+    journal = open_journal(log_target)
+    if journal.to_journal or log_target == "stderr":
+        DecisionLog(journal).log_report(report, 1, "one-shot " + summary_line(report, 1))
 
 
 def _print_report(report: SweepReport, as_json: bool) -> int:

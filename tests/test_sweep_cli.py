@@ -225,3 +225,14 @@ def test_usage_and_config_errors_have_their_exit_codes(rig: Rig) -> None:
     assert bad.returncode == 78
     assert bad.stderr.strip() == (f"lhsweep: configuration error: {rig.config}: sweep.grace_period: "
                                   "expected seconds, from 0 to 86400, got -1")
+
+
+def test_one_shot_sweep_logs_its_decisions_when_asked(rig: Rig) -> None:
+    rig.tree.add_longhorn_volume("pvc-log", mounted=True)
+    rig.tree.add_dangling_node("pvc-old", "253:90")
+    done = rig.lhsweep("--log-target", "stderr", "sweep")
+    assert done.returncode == 0
+    lines = done.stderr.splitlines()
+    assert any("removed stale node pvc-old" in line for line in lines), done.stderr
+    busy = next(line for line in lines if "dm pvc-log is a busy leftover" in line)
+    assert 'holder="pvc-log is open 1 time(s); pvc-log is mounted on' in busy
