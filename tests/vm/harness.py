@@ -9,6 +9,7 @@ raises GuestError carrying the tail of its console and of its result stream.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -86,7 +87,9 @@ class GuestRun:
 
 
 def find_deb() -> Optional[Path]:
-    """The newest dist/lhsweep_*_all.deb (built by `make deb`), if any."""
+    """$LHSWEEP_VM_DEB, else the newest dist/lhsweep_*_all.deb (built by `make deb`), if any."""
+    if os.environ.get("LHSWEEP_VM_DEB"):
+        return Path(os.environ["LHSWEEP_VM_DEB"])
     debs = sorted((REPO / "dist").glob("lhsweep_*_all.deb"), key=lambda p: p.stat().st_mtime)
     return debs[-1] if debs else None
 

@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+from lhvm.observe import cursor as journal_cursor  # driver.py runs from guest/, beside lhvm/
+
 PAYLOAD = "/payload"
 OUT = f"{PAYLOAD}/out"
 GUEST_LIB = f"{PAYLOAD}/guest"
@@ -29,17 +31,6 @@ def uptime() -> float:
     """Seconds since the guest booted."""
     with open("/proc/uptime") as handle:
         return float(handle.read().split()[0])
-
-
-def cursor() -> str:
-    """The journal's current cursor, to cut out one scenario's entries later."""
-    out = subprocess.run(
-        ["journalctl", "-n", "0", "--show-cursor", "--no-pager"], capture_output=True, text=True, check=False
-    ).stdout
-    for line in out.splitlines():
-        if line.startswith("-- cursor: "):
-            return line[len("-- cursor: ") :]
-    return ""
 
 
 def run_logged(argv: list[str], log_path: str, timeout: float, env: dict[str, str]) -> tuple[int, bool]:
@@ -83,7 +74,7 @@ def run_scenario(spec: dict[str, Any], blocked: str) -> dict[str, Any]:
     os.makedirs(out, exist_ok=True)
     log = f"{out}/output.log"
     env = dict(os.environ, PYTHONPATH=GUEST_LIB, LHVM_OUT=out, LHVM_SCENARIO=name, PYTHONUNBUFFERED="1")
-    start_cursor = cursor()
+    start_cursor = journal_cursor()
     started = time.monotonic()
     if blocked:
         with open(log, "w") as handle:

@@ -72,6 +72,15 @@ def snapshot() -> dict[str, Any]:
     return {"dm": dm_names(), "longhorn": longhorn_nodes(), "nvme": nvme_nqns(), "listings": listings()}
 
 
+def cursor() -> str:
+    """The cursor of the journal's newest entry: entries after it are "from now on"."""
+    out = run("journalctl", "-n", "1", "-o", "cat", "--show-cursor", "--no-pager").stdout
+    for line in out.splitlines():
+        if line.startswith("-- cursor: "):
+            return line[len("-- cursor: ") :]
+    return ""
+
+
 def journal(unit: str) -> list[dict[str, Any]]:
     """The unit's journal entries since boot (`journalctl -u unit -o json`)."""
     out = run("journalctl", "-u", unit, "-o", "json", "--no-pager", timeout=60).stdout

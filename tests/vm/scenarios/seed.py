@@ -1,0 +1,53 @@
+"""Guest scenario (needs the .deb): the seed's reproduction, swept by the installed, running service.
+
+A V2 volume is attached under a running instance-manager; the container is SIGKILLed and its target
+torn down with no clean shutdown; the running lhsweep service must remove the dm device, the
+/dev/longhorn node and the NVMe controller, and say so in the journal.
+"""
+
+from __future__ import annotations
+
+from lhvm import nvmet, runtime, service, volumes
+from lhvm.observe import Facts, cursor, snapshot
+from lhvm.proc import wait_for
+
+from lhsweep.journal import Event  # installed by the .deb under test
+
+VOLUME = "pvc-seed"
+CONFIG = """[sweep]
+grace_period = 0
+[daemon]
+resync_interval = 10
+debounce = 1
+"""
+
+
+def main() -> None:
+    """The seed scenario."""
+    facts = Facts()
+    runtime.start_containerd()
+    manager = runtime.run_instance_manager()
+    service.configure(CONFIG)
+    service.start()
+    volume = volumes.make_v2_volume(VOLUME, ctrl_loss_tmo=5)
+    facts["before"] = snapshot()
+    facts["scan_before"] = service.scan()
+    since = cursor()
+    runtime.kill_instance_manager(manager)
+    volumes.crash_target(volume)
+    removed = service.wait_entry(Event.REMOVED, since, timeout=180, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm")
+    facts["removed_entry"] = {k: v for k, v in removed.items() if k.startswith(("LHSWEEP_", "MESSAGE"))}
+    wait_for("the controller to go", lambda: not nvmet.controllers(volume.nqn), timeout=120)
+    after = snapshot()
+    facts["after"] = after
+    facts["scan_after"] = service.scan()
+    facts["journal"] = [e.get("MESSAGE", "") for e in service.entries(since)]
+    facts["service_state"] = service.active_state()
+    assert VOLUME not in after["dm"], after["listings"]
+    assert VOLUME not in after["longhorn"], after["listings"]
+    assert volume.nqn not in after["nvme"], after["listings"]
+    assert facts.values["service_state"] == "active"
+
+
+if __name__ == "__main__":
+    main()
