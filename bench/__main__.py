@@ -1,0 +1,99 @@
+"""`python -m bench`: run the benchmarks, print the tables, write docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import idle, scan, startup, storm
+from bench.report import Section, render_markdown, render_text
+
+REPO = Path(__file__).resolve().parent.parent
+PARTS = ("scan", "startup", "idle", "storm", "vm")
+INTRO = [
+    "Written by `python -m bench` (`make bench`); every figure is measured on the machine below "
+    "in the same run, with the 1-minute load average at the time next to it (other jobs, "
+    "qemu guests among them, share the 2 cores, so figures taken under load are upper bounds).",
+]
+REPRODUCE = [
+    "```",
+    "make bench                                  # everything, writes docs/benchmarks.md",
+    ".venv-debian/bin/python -m bench --only scan --sizes 1000 --runs 9",
+    ".venv-debian/bin/python -m bench --quick --output /tmp/b.md   # the CI smoke's sizes",
+    "```",
+    "",
+    "Needs root (block nodes in the synthetic trees are made with mknod) and, for the VM items, "
+    "`make deb` and the VM harness's host packages (dev/deps/vm.apt).",
+]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", action="append", choices=PARTS, help="run only these parts")
+    parser.add_argument("--skip", action="append", choices=PARTS, default=[], help="skip these parts")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[10, 100, 1000, 10000], help="node sizes in volumes (comma list)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per median")
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--events", type=int, default=10000, help="pod-directory events in the storm")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and short waits (a smoke run, not a measurement)")
+    parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.runs, args.idle_seconds, args.events = [10, 50], 2, 2.0, 200
+        args.skip.append("vm")
+    return args
+
+
+def work_directory() -> str:
+    """A scratch directory on tmpfs when there is one (synthetic sysfs trees live in memory too)."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="lhsweep-bench-", dir=base)
+
+
+def run_parts(args: argparse.Namespace, work: str) -> list[Section]:
+    """Every selected part, in the issue's order."""
+    wanted = [p for p in (args.only or PARTS) if p not in args.skip]
+    sections = []
+    if "scan" in wanted:
+        sections.append(scan.run(work, args.sizes, args.runs))
+    if "vm" in wanted:
+        from bench import vm  # noqa: PLC0415 (the VM harness only when asked for)
+
+        sections += vm.run(Path(work))
+    if "idle" in wanted:
+        sections.append(idle.run(work, args.idle_seconds))
+    if "startup" in wanted:
+        sections.append(startup.run(work, args.runs))
+    if "storm" in wanted:
+        sections.append(storm.run(work, args.events))
+    return sections
+
+
+def main(argv: list[str]) -> int:
+    """Run, print, write."""
+    args = parse(argv)
+    if os.geteuid() != 0:
+        print("python -m bench: needs root (mknod of block nodes in the synthetic host trees)",
+              file=sys.stderr)
+        return 2
+    work = work_directory()
+    try:
+        sections = run_parts(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.stdout.write(render_text(sections))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(render_markdown(sections, INTRO, REPRODUCE), encoding="utf-8")
+    print(f"\nwritten: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
