@@ -176,15 +176,22 @@ def test_no_dev_longhorn_means_no_nodes(tree: HostTree) -> None:
     assert inv.nodes == () and inv.problems == ()
 
 
-def test_garbage_and_missing_sysfs_files_become_problems(tree: HostTree) -> None:
+def without_dm_control(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No dmsetup on PATH (and no dm ioctl in a tree): name, uuid and suspended come from sysfs."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+
+def test_garbage_and_missing_sysfs_files_become_problems(tree: HostTree, monkeypatch) -> None:
     one = tree.add_longhorn_volume("pvc-1")
     two = tree.add_longhorn_volume("pvc-2")
     three = tree.add_longhorn_volume("pvc-3")
     tree.write(f"/sys/block/{one.dm}/dm/suspended", "banana\n")
     os.unlink(tree.p(f"/sys/block/{two.dm}/dm/name"))
+    os.unlink(tree.p(f"/sys/dev/block/{three.backing_dev}"))  # so the namespace's dev is read
     tree.write(f"/sys/block/{three.backing}/dev", "not-a-number\n")
     os.symlink("../../devices/nowhere", tree.p("/sys/dev/block/garbage"))
     os.unlink(tree.p(f"/sys/class/nvme/{three.controller}/state"))
+    without_dm_control(monkeypatch)
     inv = inventory(tree)
     assert dm_named(inv, "pvc-1").suspended is True  # unreadable reads as the cautious answer
     assert "pvc-2" not in {d.name for d in inv.dm_devices}
@@ -202,6 +209,7 @@ def test_unreadable_sysfs_file_is_a_problem_not_a_crash(tree: HostTree, monkeypa
     os.mkdir(tree.p(f"/sys/block/{vol.dm}/dm/uuid.d"))
     os.unlink(tree.p(f"/sys/block/{vol.dm}/dm/uuid"))
     os.rename(tree.p(f"/sys/block/{vol.dm}/dm/uuid.d"), tree.p(f"/sys/block/{vol.dm}/dm/uuid"))
+    without_dm_control(monkeypatch)
     inv = inventory(tree)  # reading a directory fails with EISDIR
     assert "pvc-1" not in {d.name for d in inv.dm_devices}
     assert any("dm/uuid: cannot read" in p for p in inv.problems)

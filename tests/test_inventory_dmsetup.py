@@ -99,7 +99,7 @@ def test_device_changing_between_sysfs_and_dmsetup_is_unknown(tree: HostTree) ->
     inv = read_inventory(HostRoot(tree.root))
     assert [d.targets for d in inv.dm_devices] == [None, None]
     assert "dm pvc-1: in sysfs but not in the dm control (changing?)" in inv.problems
-    assert "dm pvc-2: 253:77 in the dm control but 253:1 in sysfs" in inv.problems
+    assert "dm pvc-2: in sysfs but not in the dm control (changing?)" in inv.problems
 
 
 def test_select_prefers_the_ioctl_then_dmsetup(tree: HostTree) -> None:

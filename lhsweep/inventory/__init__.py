@@ -15,14 +15,16 @@ from lhsweep.inventory.mounts import read_mounts
 from lhsweep.inventory.nodes import read_node, read_nodes
 from lhsweep.inventory.nvme import read_subsystems
 from lhsweep.inventory.sysfs import (
+    DmLinks,
     DmSysfs,
     Problems,
     find_dm_kernel_name,
     kernel_name_of,
     read_block_devices,
+    read_dm_links,
     read_dm_sysfs,
 )
-from lhsweep.model import BlockDevice, DmDevice, Inventory
+from lhsweep.model import BlockDevice, DevNum, DmDevice, Inventory
 
 __all__ = [
     "DmControl",
@@ -61,18 +63,16 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None) -> In
     """Read everything the plan needs from the host; what cannot be read is named in `problems`."""
     problems = Problems()
     blocks = read_block_devices(host, problems)
-    has_dm = any(b.name.startswith("dm-") for b in blocks)
-    states = _dm_states(host, dm_control, problems) if has_dm else {}
-    dm_devices = []
-    for block in blocks:
-        if block.name.startswith("dm-"):
-            device = _dm_device(host, block, states, problems)
-            if device is not None:
-                dm_devices.append(device)
+    present = frozenset(b.name for b in blocks)
+    dm_blocks = [b for b in blocks if b.name.startswith("dm-")]
+    states = _dm_states(host, dm_control, problems) if dm_blocks else {}
+    by_dev = {s.dev: s for s in states.values()} if states is not None else None
+    dm_devices = [d for d in (_dm_device(host, b, by_dev, present, problems) for b in dm_blocks)
+                  if d is not None]
     return Inventory(
         dm_devices=tuple(sorted(dm_devices, key=lambda d: d.name)),
         nodes=_guarded(problems, read_nodes, host, ()),
-        subsystems=read_subsystems(host, problems),
+        subsystems=read_subsystems(host, problems, {b.name: b.dev for b in blocks}),
         block_devices=blocks,
         ublk_devices=tuple(b for b in blocks if b.name.startswith("ublkb")),
         mounts=_guarded(problems, read_mounts, host, ()),
@@ -101,14 +101,14 @@ def read_dm_device(host: HostRoot, name: str,
     if sysfs is None or sysfs.name != name:
         return DmDevice(name, state.dev, state.uuid, state.suspended, None, None,
                         state.deferred_remove, (), ())
-    return _merge(sysfs, state)
+    return _from_state(state, sysfs.links, sysfs.suspended)
 
 
 def _sysfs_only(host: HostRoot, name: str) -> Optional[DmDevice]:
     """The device `name` found by a sysfs scan, its table and open count unknown."""
     found = find_dm_kernel_name(host, name)
     sysfs = read_dm_sysfs(host, found[0], found[1], Problems()) if found else None
-    return _merge(sysfs, None) if sysfs is not None and sysfs.name == name else None
+    return _unknown(sysfs) if sysfs is not None and sysfs.name == name else None
 
 
 def _dm_states(host: HostRoot, dm_control: Optional[DmControl],
@@ -125,38 +125,36 @@ def _dm_states(host: HostRoot, dm_control: Optional[DmControl],
         return None
 
 
-def _dm_device(host: HostRoot, block: BlockDevice, states: Optional[dict[str, DmState]],
-               problems: Problems) -> Optional[DmDevice]:
+def _dm_device(host: HostRoot, block: BlockDevice, by_dev: Optional[dict[DevNum, DmState]],
+               present: frozenset[str], problems: Problems) -> Optional[DmDevice]:
+    """The dm device at `block`: the control's facts plus sysfs links, or sysfs alone."""
+    state = by_dev.get(block.dev) if by_dev is not None else None
     try:
-        sysfs = read_dm_sysfs(host, block.name, block.dev, problems)
+        if state is not None:
+            return _from_state(state, read_dm_links(host, block.name, present))
+        sysfs = read_dm_sysfs(host, block.name, block.dev, problems, present)
     except HostReadError as exc:
         problems.add(str(exc))
         return None
     if sysfs is None:
         return None
-    state = states.get(sysfs.name) if states is not None else None
-    if state is not None and state.dev != sysfs.dev:
-        problems.add(f"dm {sysfs.name}: {state.dev} in the dm control but {sysfs.dev} in sysfs")
-        state = None
-    elif states is not None and state is None:
+    if by_dev is not None:
         problems.add(f"dm {sysfs.name}: in sysfs but not in the dm control (changing?)")
-    return _merge(sysfs, state)
+    return _unknown(sysfs)
 
 
-def _merge(sysfs: DmSysfs, state: Optional[DmState]) -> DmDevice:
-    """One DmDevice from sysfs and (when known) the control interface's view of the same device."""
-    return DmDevice(
-        name=sysfs.name,
-        dev=sysfs.dev,
-        uuid=sysfs.uuid,
-        suspended=sysfs.suspended or (state is not None and state.suspended),
-        targets=state.targets if state is not None else None,
-        open_count=state.open_count if state is not None else None,
-        deferred_remove=state.deferred_remove if state is not None else False,
-        holders=sysfs.holders,
-        slaves=sysfs.slaves,
-        dangling_slaves=sysfs.dangling_slaves,
-    )
+def _from_state(state: DmState, links: DmLinks, suspended: bool = False) -> DmDevice:
+    """The control interface's view of a device (name and number included) with its sysfs links."""
+    return DmDevice(state.name, state.dev, state.uuid, state.suspended or suspended, state.targets,
+                    state.open_count, state.deferred_remove, links.holders, links.slaves,
+                    links.dangling_slaves)
+
+
+def _unknown(sysfs: DmSysfs) -> DmDevice:
+    """A device known from sysfs only: its table and open count are unknown."""
+    links = sysfs.links
+    return DmDevice(sysfs.name, sysfs.dev, sysfs.uuid, sysfs.suspended, None, None, False,
+                    links.holders, links.slaves, links.dangling_slaves)
 
 
 def _guarded(problems: Problems, read: Callable[[HostRoot], _T], host: HostRoot, default: _T) -> _T:

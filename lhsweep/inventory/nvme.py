@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Optional
 
 from lhsweep.errors import HostReadError
@@ -19,66 +21,82 @@ _CONTROLLER = re.compile(r"nvme\d+")
 _NAMESPACE = re.compile(r"nvme\d+n\d+")
 
 
-def read_subsystems(host: HostRoot, problems: Optional[Problems] = None) -> tuple[NvmeSubsystem, ...]:
-    """Every NVMe subsystem in /sys/class/nvme-subsystem with its controllers and namespaces."""
-    problems = problems if problems is not None else Problems()
+def read_subsystems(host: HostRoot, problems: Optional[Problems] = None,
+                    devs: Optional[Mapping[str, DevNum]] = None) -> tuple[NvmeSubsystem, ...]:
+    """Every NVMe subsystem in /sys/class/nvme-subsystem with its controllers and namespaces.
+
+    `devs` (kernel name -> number, from /sys/dev/block) saves reading each namespace's `dev`.
+    """
+    reader = _Reader(host, problems if problems is not None else Problems(), devs or {})
     subsystems = []
     for name in host.listdir(SUBSYSTEMS):
         try:
-            subsystem = _read_subsystem(host, name, problems)
+            subsystem = reader.subsystem(name)
         except HostReadError as exc:
-            problems.add(str(exc))
+            reader.problems.add(str(exc))
             continue
         if subsystem is not None:
             subsystems.append(subsystem)
     return tuple(subsystems)
 
 
-def _read_subsystem(host: HostRoot, name: str, problems: Problems) -> Optional[NvmeSubsystem]:
-    base = f"{SUBSYSTEMS}/{name}"
-    nqn = host.read_text(f"{base}/subsysnqn")
-    if nqn is None:
-        if host.exists(base):
-            problems.add(f"{base}/subsysnqn: missing")
-        return None
-    entries = host.listdir(base)
-    controllers = tuple(
-        c for c in (_read_controller(host, e, problems) for e in entries if _CONTROLLER.fullmatch(e))
-        if c is not None
-    )
-    namespaces = {
-        ns.name: ns for ns in (_read_namespace(host, f"{base}/{e}", e, problems)
-                               for e in entries if _NAMESPACE.fullmatch(e)) if ns is not None
-    }
-    for ctrl in controllers:
-        for entry in host.listdir(f"{CONTROLLERS}/{ctrl.name}"):
-            if _NAMESPACE.fullmatch(entry) and entry not in namespaces:
-                ns = _read_namespace(host, f"{CONTROLLERS}/{ctrl.name}/{entry}", entry, problems)
+@dataclass(frozen=True)
+class _Reader:
+    """Reads one subsystem at a time, recording problems."""
+
+    host: HostRoot
+    problems: Problems
+    devs: Mapping[str, DevNum]
+
+    def subsystem(self, name: str) -> Optional[NvmeSubsystem]:
+        """The subsystem `name`; None when it vanished."""
+        base = f"{SUBSYSTEMS}/{name}"
+        nqn = self.host.read_text(f"{base}/subsysnqn")
+        if nqn is None:
+            if self.host.exists(base):
+                self.problems.add(f"{base}/subsysnqn: missing")
+            return None
+        entries = self.host.listdir(base)
+        controllers = tuple(c for c in (self.controller(e) for e in entries if _CONTROLLER.fullmatch(e))
+                            if c is not None)
+        namespaces = self.namespaces(base, entries)
+        if not namespaces:  # no native multipath: the namespaces hang below the controllers
+            for ctrl in controllers:
+                path = f"{CONTROLLERS}/{ctrl.name}"
+                namespaces += self.namespaces(path, self.host.listdir(path))
+        return NvmeSubsystem(name, nqn.strip(), controllers, tuple(sorted(namespaces, key=lambda n: n.name)))
+
+    def controller(self, name: str) -> Optional[NvmeController]:
+        """The controller `name`; None when it vanished."""
+        base = f"{CONTROLLERS}/{name}"
+        values = [self.host.read_text(f"{base}/{attr}") for attr in ("transport", "address", "state")]
+        if values[2] is None:
+            if self.host.exists(base):
+                self.problems.add(f"{base}/state: missing")
+            return None
+        transport, address, state = ((v or "").strip() for v in values)
+        return NvmeController(name, transport, address, state)
+
+    def namespaces(self, directory: str, entries: list[str]) -> list[NvmeNamespace]:
+        """The namespace block devices among `entries` of `directory`."""
+        found = []
+        for entry in entries:
+            if _NAMESPACE.fullmatch(entry):
+                ns = self.namespace(f"{directory}/{entry}", entry)
                 if ns is not None:
-                    namespaces[entry] = ns
-    return NvmeSubsystem(name, nqn.strip(), controllers,
-                         tuple(namespaces[n] for n in sorted(namespaces)))
+                    found.append(ns)
+        return found
 
-
-def _read_controller(host: HostRoot, name: str, problems: Problems) -> Optional[NvmeController]:
-    base = f"{CONTROLLERS}/{name}"
-    values = [host.read_text(f"{base}/{attr}") for attr in ("transport", "address", "state")]
-    if values[2] is None:
-        if host.exists(base):
-            problems.add(f"{base}/state: missing")
-        return None  # gone while reading
-    transport, address, state = ((v or "").strip() for v in values)
-    return NvmeController(name, transport, address, state)
-
-
-def _read_namespace(host: HostRoot, path: str, name: str,
-                    problems: Problems) -> Optional[NvmeNamespace]:
-    text = host.read_text(f"{path}/dev")
-    if text is None:
-        return None
-    try:
-        dev = DevNum.parse(text)
-    except ValueError:
-        problems.add(f"{path}/dev: expected major:minor, got {text.strip()[:40]!r}")
-        return None
-    return NvmeNamespace(name, dev, tuple(host.listdir(f"{path}/holders")))
+    def namespace(self, path: str, name: str) -> Optional[NvmeNamespace]:
+        """The namespace at `path`; None when it has no (readable) device number."""
+        dev = self.devs.get(name)
+        if dev is None:
+            text = self.host.read_text(f"{path}/dev")
+            if text is None:
+                return None
+            try:
+                dev = DevNum.parse(text)
+            except ValueError:
+                self.problems.add(f"{path}/dev: expected major:minor, got {text.strip()[:40]!r}")
+                return None
+        return NvmeNamespace(name, dev, tuple(self.host.listdir(f"{path}/holders")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -26,6 +27,15 @@ class Problems:
 
 
 @dataclass(frozen=True)
+class DmLinks:
+    """A dm device's holders/ and slaves/, and the link texts of the slaves that are gone."""
+
+    holders: tuple[str, ...]
+    slaves: tuple[str, ...]
+    dangling_slaves: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DmSysfs:
     """A dm device's sysfs facts (everything but the table and the open count)."""
 
@@ -34,9 +44,7 @@ class DmSysfs:
     dev: DevNum
     uuid: str
     suspended: bool
-    holders: tuple[str, ...]
-    slaves: tuple[str, ...]
-    dangling_slaves: tuple[str, ...]
+    links: DmLinks
 
 
 def read_block_devices(host: HostRoot, problems: Problems) -> tuple[BlockDevice, ...]:
@@ -56,8 +64,8 @@ def read_block_devices(host: HostRoot, problems: Problems) -> tuple[BlockDevice,
     return tuple(devices)
 
 
-def read_dm_sysfs(host: HostRoot, kernel_name: str, dev: DevNum,
-                  problems: Problems) -> Optional[DmSysfs]:
+def read_dm_sysfs(host: HostRoot, kernel_name: str, dev: DevNum, problems: Problems,
+                  present: Container[str] = ()) -> Optional[DmSysfs]:
     """/sys/block/dm-N/{dm/name,dm/uuid,dm/suspended,holders,slaves}; None if it vanished."""
     base = f"{SYS_BLOCK}/{kernel_name}"
     name = host.read_text(f"{base}/dm/name")
@@ -65,18 +73,24 @@ def read_dm_sysfs(host: HostRoot, kernel_name: str, dev: DevNum,
         if host.exists(base):
             problems.add(f"{base}/dm/name: missing or empty")
         return None
-    suspended = _flag(host, f"{base}/dm/suspended", problems)
-    slaves = tuple(host.listdir(f"{base}/slaves"))
     return DmSysfs(
         kernel_name=kernel_name,
         name=name.strip(),
         dev=dev,
         uuid=(host.read_text(f"{base}/dm/uuid") or "").strip(),
-        suspended=suspended,
-        holders=tuple(host.listdir(f"{base}/holders")),
-        slaves=slaves,
-        dangling_slaves=_dangling(host, f"{base}/slaves", slaves),
+        suspended=_flag(host, f"{base}/dm/suspended", problems),
+        links=read_dm_links(host, kernel_name, present),
     )
+
+
+def read_dm_links(host: HostRoot, kernel_name: str, present: Container[str] = ()) -> DmLinks:
+    """holders/ and slaves/ of a dm device; a slave not in `present` (kernel names known to
+    exist) is checked, and its link text kept when its target is gone."""
+    base = f"{SYS_BLOCK}/{kernel_name}"
+    slaves = tuple(host.listdir(f"{base}/slaves"))
+    unknown = tuple(s for s in slaves if s not in present)
+    return DmLinks(tuple(host.listdir(f"{base}/holders")), slaves,
+                   _dangling(host, f"{base}/slaves", unknown))
 
 
 def find_dm_kernel_name(host: HostRoot, name: str) -> Optional[tuple[str, DevNum]]:
