@@ -40,6 +40,7 @@ class KernelTree:
                 self.state = json.load(handle)
         self._used: dict[str, set[int]] = {}
         self._hint: dict[str, int] = {}
+        self._subsystems: Optional[dict[str, str]] = None  # nqn -> subsystem
 
     # ------------------------------------------------------------ files and links
 
@@ -259,6 +260,8 @@ class KernelTree:
             self.write(f"{SUBSYS}/{subsystem}/subsysnqn", f"{nqn}\n")
             self.write(f"{SUBSYS}/{subsystem}/iopolicy", "numa\n")
             self.link(f"/sys/class/nvme-subsystem/{subsystem}", f"{SUBSYS}/{subsystem}")
+            if self._subsystems is not None:
+                self._subsystems[nqn] = subsystem
         ctrl_n = self._allocate("ctrl", CTL, "nvme")
         ctrl = f"nvme{ctrl_n}"
         base = f"{CTL}/{ctrl}"
@@ -280,12 +283,13 @@ class KernelTree:
         return subsystem, ctrl, head, head_dev
 
     def subsystem_of(self, nqn: str) -> Optional[str]:
-        """The subsystem whose subsysnqn is `nqn`."""
-        for name in sorted(os.listdir(self.p(SUBSYS))):
-            path = self.p(f"{SUBSYS}/{name}/subsysnqn")
-            if os.path.exists(path) and self.read(f"{SUBSYS}/{name}/subsysnqn").strip() == nqn:
-                return name
-        return None
+        """The subsystem whose subsysnqn is `nqn` (indexed on first use, then kept up to date)."""
+        if self._subsystems is None:
+            self._subsystems = {}
+            for name in sorted(os.listdir(self.p(SUBSYS)), reverse=True):
+                if os.path.exists(self.p(f"{SUBSYS}/{name}/subsysnqn")):
+                    self._subsystems[self.read(f"{SUBSYS}/{name}/subsysnqn").strip()] = name
+        return self._subsystems.get(nqn)
 
     def set_controller_state(self, ctrl: str, state: str) -> None:
         """E.g. 'connecting' while the target is unreachable within ctrl_loss_tmo."""
@@ -343,6 +347,7 @@ class KernelTree:
         self.rmtree(base)
         self.unlink(f"/sys/class/nvme-subsystem/{subsystem}")
         self._free("subsys", int(subsystem[len("nvme-subsys"):]))
+        self._subsystems = None
 
     # ------------------------------------------------------------ mounts
 
