@@ -204,7 +204,10 @@ def test_unit_sandbox_fits_the_default_config() -> None:
     """The writable paths are the default state and metrics directories; the rest is locked."""
     unit = unit_directives(UNIT.read_text())
     defaults = Config()
-    assert defaults.state_dir == "/run/" + unit["Service.RuntimeDirectory"][0]
+    runtime_dirs = unit["Service.RuntimeDirectory"][0].split()
+    assert defaults.state_dir == "/run/" + runtime_dirs[0]
+    # Longhorn's lock directory exists before the sandbox is built, and outlives the service.
+    assert "longhorn" in runtime_dirs and unit["Service.RuntimeDirectoryPreserve"] == ["yes"]
     assert f"-{os.path.dirname(defaults.metrics_file)}" in unit["Service.ReadWritePaths"]
     expected = {
         "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
