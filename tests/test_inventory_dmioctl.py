@@ -6,11 +6,13 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 
 from lhsweep.errors import HostReadError
+from lhsweep.host import HostRoot
+from lhsweep.inventory import DmsetupDmControl, read_inventory
 from lhsweep.inventory.dmioctl import (
     IoctlDmControl,
     decode_header,
@@ -20,6 +22,7 @@ from lhsweep.inventory.dmioctl import (
     request_number,
 )
 from lhsweep.model import DevNum, DmTarget
+from tests.hosttree import FAKE_KEY, HostTree, fake_host
 
 KEY = "c0ffee" * 10 + "beef"
 # Byte offsets in struct dm_ioctl, counted by hand from the uapi header.
@@ -148,9 +151,10 @@ class FakeKernel:
     """Answers dm ioctls like the kernel does, from a dict of devices; counts the calls."""
 
     def __init__(self, devices: dict[str, tuple[int, int, int, list[tuple[int, int, str, str]]]],
-                 major: int = 4) -> None:
+                 major: int = 4, uuids: Optional[dict[str, str]] = None) -> None:
         self.devices = devices  # name -> (dev, open count, flags, table)
         self.major = major
+        self.uuids = uuids or {}
         self.calls: list[tuple[int, str, int]] = []
 
     def __call__(self, fd: int, request: int, buf: bytearray, mutate: bool) -> int:
@@ -168,8 +172,8 @@ class FakeKernel:
             if name not in self.devices:
                 raise OSError(errno.ENXIO, os.strerror(errno.ENXIO))
             dev, opens, flags, specs = self.devices[name]
-            out = self._fit(buf, table(specs), name=name, dev=dev, open_count=opens, flags=flags,
-                            target_count=len(specs))
+            out = self._fit(buf, table(specs), name=name, uuid=self.uuids.get(name, ""), dev=dev,
+                            open_count=opens, flags=flags, target_count=len(specs))
         else:
             raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
         buf[:] = out
@@ -237,3 +241,32 @@ def _failing(code: int) -> Callable[[int, int, bytearray, bool], int]:
     def ioctl(fd: int, request: int, buf: bytearray, mutate: bool) -> int:
         raise OSError(code, os.strerror(code))
     return ioctl
+
+
+def kernel_of(tree: HostTree) -> FakeKernel:
+    """A simulated kernel holding the tree's dm devices (what dm.json says sysfs cannot)."""
+    devices = {}
+    for name, record in tree.state["devices"].items():
+        major, minor = (int(x) for x in record["dev"].split(":"))
+        flags = (SUSPEND if record["suspended"] else 0) | (
+            DEFERRED_REMOVE if record["deferred_remove"] else 0)
+        devices[name] = (kernel_dev(major, minor), record["open"], flags,
+                         [tuple(t) for t in record["targets"]])
+    uuids = {name: record["uuid"] for name, record in tree.state["devices"].items()}
+    return FakeKernel(devices, uuids=uuids)  # type: ignore[arg-type]
+
+
+def test_both_dm_controls_give_the_same_inventory(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                   control_file: str) -> None:
+    tree = fake_host(str(tmp_path / "host"), monkeypatch)
+    tree.add_longhorn_volume("pvc-1", encrypted=True, mounted=True, deferred_remove=True)
+    tree.add_longhorn_volume("pvc-2", backing_gone=True, suspended=True)
+    tree.add_v1_encrypted_volume("pvc-3")
+    tree.add_lvm()
+    tree.add_multipath()
+    host = HostRoot(tree.root)
+    through_ioctl = read_inventory(host, IoctlDmControl(control_file, kernel_of(tree)))
+    through_dmsetup = read_inventory(host, DmsetupDmControl())
+    assert through_ioctl == through_dmsetup
+    assert through_ioctl.problems == () and len(through_ioctl.dm_devices) == 6
+    assert FAKE_KEY not in repr(through_ioctl)
