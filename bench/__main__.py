@@ -46,7 +46,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.runs, args.idle_seconds, args.events = [10, 50], 2, 2.0, 200
+        args.sizes, args.runs, args.idle_seconds, args.events = [10, 30], 1, 1.0, 200
         args.skip.append("vm")
     return args
 

@@ -17,8 +17,9 @@ MODES = {"CRI event stream": {}, "CRI polling (no event stream)":
          {"GetContainerEvents": {"abort": "UNIMPLEMENTED"}}}
 
 
-def observe(work: str, seconds: float, behaviour: dict[str, dict[str, str]]) -> tuple[ProcSample, ProcSample]:
-    """Start the daemon with the shipped defaults on an empty host; counters after READY and `seconds` later."""
+def observe(work: str, seconds: float,
+            behaviour: dict[str, dict[str, str]]) -> tuple[ProcSample, ProcSample]:
+    """Start the daemon (shipped defaults, empty host); its counters after READY and `seconds` later."""
     with tempfile.TemporaryDirectory(dir=work, prefix="i") as base:
         rig = Rig(Path(base))
         try:
@@ -26,7 +27,7 @@ def observe(work: str, seconds: float, behaviour: dict[str, dict[str, str]]) -> 
             rig.start_cri()
             rig.start(WATCHDOG_USEC=UNIT_WATCHDOG_USEC)
             rig.wait_ready()
-            time.sleep(SETTLE_S)  # let the boot sweep's threads finish before counting
+            time.sleep(min(SETTLE_S, seconds))  # the boot sweep's threads finish before counting
             first = sample(rig.pid)
             time.sleep(seconds)
             return first, sample(rig.pid)
@@ -54,7 +55,7 @@ def run(work: str, seconds: float) -> Section:
         "The daemon runs with the shipped defaults (resync 300 s, debounce 0.25 s, CRI poll 10 s) "
         f"and WATCHDOG_USEC={UNIT_WATCHDOG_USEC} as the unit's WatchdogSec=60s sets it (a ping "
         "every 30 s), on an empty host with a real gRPC CRI server that has no pods.",
-        f"Counters start {SETTLE_S:.0f} s after READY=1. CPU: utime+stime of all threads "
+        f"Counters start {min(SETTLE_S, seconds):.0f} s after READY=1. CPU: utime+stime of all threads "
         "(/proc/PID/stat). Wake-ups: voluntary+involuntary context switches summed over "
         "/proc/PID/task/*/status, per minute.",
     ]

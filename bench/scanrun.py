@@ -45,7 +45,8 @@ def dm_control(mode: str) -> DmControl:
     if mode == "fake-dmsetup":
         return real
     runner = ToolRunner(timeout=600.0)
-    recorded = {(FAKE_DMSETUP, cmd): runner.run([FAKE_DMSETUP, cmd]) for cmd in ("info", "table")}
+    recorded: dict[tuple[str, ...], ToolResult] = {
+        (FAKE_DMSETUP, cmd): runner.run([FAKE_DMSETUP, cmd]) for cmd in ("info", "table")}
     return DmsetupDmControl(ReplayRunner(recorded), dmsetup=FAKE_DMSETUP)
 
 

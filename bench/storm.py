@@ -44,12 +44,15 @@ def listen(rig: Rig, stop: threading.Event) -> threading.Thread:
     return thread
 
 
-def wait_quiet(rig: Rig, limit_s: float) -> float:
-    """Wait until no notify message came for QUIET_S (at most `limit_s`); when the last one came."""
+def wait_quiet(rig: Rig, since: float, limit_s: float) -> float:
+    """Wait for a sweep that ended after `since`, then for QUIET_S without messages; the last one's time.
+
+    Gives up after `limit_s` (the end state then shows what the daemon missed).
+    """
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        last = rig.messages[-1][0]
-        if time.monotonic() - last >= QUIET_S:
+        swept = any(t > since and "STATUS=sweep " in m for t, m in rig.messages)
+        if swept and time.monotonic() - rig.messages[-1][0] >= QUIET_S:
             break
         time.sleep(0.1)
     return rig.messages[-1][0]
@@ -99,7 +102,7 @@ def run(work: str, events: int) -> Section:
             stop = threading.Event()
             listener = listen(rig, stop)
             took = burst(rig.tree.p(PODS), events, lambda: crash_instance_manager(rig, pod_dir))
-            last = wait_quiet(rig, limit_s=120.0)
+            last = wait_quiet(rig, since=before.at + took, limit_s=120.0)
             stop.set()
             listener.join()
             after = sample(rig.pid)
@@ -129,6 +132,7 @@ def run(work: str, events: int) -> Section:
         "exited and sends CONTAINER_STOPPED_EVENT; its pod directory goes), leaving a volume "
         "(dm + /dev/longhorn node + NVMe controller) stale next to a foreign LVM device.",
         "Checked at the end: " + "; ".join(f"{k}: {'yes' if ok else 'NO'}" for k, ok in right.items()) + ".",
-        f"Defaults (debounce 0.25 s) except sweep.grace_period = 0; quiet = no notify message for {QUIET_S:.0f} s.",
+        f"Defaults (debounce 0.25 s) except sweep.grace_period = 0; quiet = a sweep ended after "
+        f"the burst, then no notify message for {QUIET_S:.0f} s.",
     ]
     return section

@@ -1,0 +1,62 @@
+"""Guest benchmark, item 4: SIGKILL of the instance-manager to the last stale device gone, via the service."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from bench_scan import write_config
+from lhvm import nvmet, runtime, volumes
+from lhvm.observe import Facts, dm_names, longhorn_nodes
+from lhvm.proc import sh, wait_for
+
+ROUNDS = 3
+VOLUMES = 3
+POLL_S = 0.02
+CONFIG = """[cri]
+poll_interval = 1.0
+[sweep]
+grace_period = 0
+[daemon]
+debounce = 0.25
+"""
+
+
+def leftovers(names: list[str], nqns: list[str]) -> list[str]:
+    """What of the volumes is still on the host: dm devices, nodes, NVMe controllers."""
+    left = [n for n in names if n in set(dm_names())]
+    left += [f"/dev/longhorn/{n}" for n in names if n in set(longhorn_nodes())]
+    left += [q for q in nqns if nvmet.controllers(q)]
+    return left
+
+
+def one_round(round_no: int) -> dict[str, Any]:
+    """Start an instance-manager, attach volumes, let the service see them live, kill, time the clean-up."""
+    manager = runtime.run_instance_manager()
+    made = [volumes.make_v2_volume(f"pvc-r{round_no}-{i}", ctrl_loss_tmo=30) for i in range(VOLUMES)]
+    names, nqns = [v.name for v in made], [v.nqn for v in made]
+    time.sleep(2.0)  # the service sees them live (made after the instance-manager started)
+    assert not [n for n in names if n not in dm_names()], "the service removed live volumes"
+    started = time.monotonic()
+    os.kill(manager.pid, signal.SIGKILL)
+    for volume in made:
+        nvmet.crash(volume.target)  # the SPDK target lived in the instance-manager
+    wait_for("the leftovers to go", lambda: not leftovers(names, nqns), timeout=120, every=POLL_S)
+    gone = time.monotonic() - started
+    runtime.delete_instance_manager(manager)
+    return {"seconds": gone, "volumes": VOLUMES}
+
+
+def main() -> None:
+    """Rounds of kill-and-clean with lhsweep.service running."""
+    facts = Facts()
+    write_config(CONFIG)
+    runtime.start_containerd()
+    nvmet.load_modules()
+    sh("systemctl", "restart", "lhsweep.service", timeout=120)
+    facts["service"] = sh("systemctl", "is-active", "lhsweep.service").strip()
+    facts["rounds"] = [one_round(i) for i in range(ROUNDS)]
+    facts["journal_tail"] = sh("journalctl", "-u", "lhsweep.service", "-n", "30", "--no-pager",
+                               timeout=60)

@@ -1,0 +1,154 @@
+"""Guest benchmark, items 2 and 3: lhsweep's scan against the shell runbook, then removal throughput.
+
+Facts: device counts, runbook and lhsweep scan times (medians), then a plain `dmsetup remove` +
+`rm` loop over half the stale volumes against one `lhsweep sweep` over the other half. Also holds
+what bench_reaction shares (both are copied to the payload's scenarios directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import time
+from typing import Any, Callable
+
+from lhvm import nvmet, runtime, volumes
+from lhvm.observe import Facts
+from lhvm.proc import run, sh, wait_for
+
+CONFIG = "/etc/lhsweep/lhsweep.toml"
+
+
+def write_config(text: str) -> None:
+    """lhsweep's config file in the guest."""
+    os.makedirs(os.path.dirname(CONFIG), exist_ok=True)
+    with open(CONFIG, "w") as handle:
+        handle.write(text)
+
+
+def timed(action: Callable[[], object]) -> float:
+    """Seconds `action` took."""
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def median_time(runs: int, action: Callable[[], object]) -> tuple[float, list[float]]:
+    """Median and all of `runs` timings of `action`."""
+    times = [timed(action) for _ in range(runs)]
+    return statistics.median(times), times
+
+
+def shell(script: str, timeout: float = 600.0) -> str:
+    """Run a shell script; its stdout (raises on failure)."""
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                          timeout=timeout).stdout
+
+
+def many_namespaces(nqn: str, count: int, size_mib: int = 8) -> list[str]:
+    """One exported Longhorn subsystem with `count` namespaces, connected; the heads, in nsid order.
+
+    One NVMe/TCP connection instead of `count` keeps the set-up affordable under emulation;
+    each dm device still sits on a namespace head of its own.
+    """
+    target = nvmet.export(nqn, size_mib)
+    subsystem = f"{nvmet.CONFIGFS}/subsystems/{nqn}"
+    for nsid in range(2, count + 1):
+        loop, _ = nvmet.make_loop(f"bench-ns{nsid}", size_mib)
+        os.mkdir(f"{subsystem}/namespaces/{nsid}")
+        with open(f"{subsystem}/namespaces/{nsid}/device_path", "w") as handle:
+            handle.write(loop)
+        with open(f"{subsystem}/namespaces/{nsid}/enable", "w") as handle:
+            handle.write("1")
+    nvmet.connect(target.nqn, ctrl_loss_tmo=30)
+    wait_for(f"{count} namespace heads", lambda: len(nvmet.heads(nqn)) >= count or None, timeout=300)
+    return sorted(nvmet.heads(nqn), key=lambda h: int(h.rsplit("n", 1)[1]))
+
+
+def volumes_on(heads: list[str], prefix: str) -> list[str]:
+    """A dm linear device and a /dev/longhorn node per head, named <prefix>-<i>; the names."""
+    names = []
+    for i, head in enumerate(heads):
+        name = f"{prefix}-{i:03d}"
+        volumes.make_node(name, volumes.dm_linear(name, f"/dev/{head}"))
+        names.append(name)
+    return names
+
+
+def dm_count() -> int:
+    """How many dm devices exist."""
+    out = sh("dmsetup", "ls").strip()
+    return 0 if not out or out.startswith("No devices") else len(out.splitlines())
+
+
+VOLUMES = 200
+RUNS = 3
+NQN = nvmet.engine_nqn("pvc-bench")
+# What an operator (or upstream's pre-stop script) runs: list, then info and table per device.
+RUNBOOK = """
+for name in $(dmsetup ls | cut -f1); do
+  dmsetup info "$name" >/dev/null
+  dmsetup table "$name" >/dev/null
+done
+ls /dev/longhorn >/dev/null
+"""
+PLAIN_REMOVE = 'for name in {names}; do dmsetup remove "$name" && rm -f "/dev/longhorn/$name"; done'
+
+
+def lhsweep(*args: str) -> dict[str, Any]:
+    """`lhsweep <args> --json` as the package installed it; its JSON report."""
+    done = subprocess.run(["lhsweep", *args, "--json"], capture_output=True, text=True, timeout=900,
+                          check=False)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"lhsweep {' '.join(args)}: exit {done.returncode}: {done.stderr[-500:]}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def main() -> None:
+    """Set up, measure, record."""
+    facts = Facts()
+    run("systemctl", "stop", "lhsweep.service", timeout=120)
+    write_config("[sweep]\ngrace_period = 0\n")
+    runtime.start_containerd()  # a known runtime with no instance-manager: every volume is stale
+    nvmet.load_modules()
+    facts["setup_s"] = timed(lambda: facts.values.update(
+        names=volumes_on(many_namespaces(NQN, VOLUMES), "pvc-b")))
+    names = facts.values["names"]
+    volumes.make_lvm()
+    facts["dm_devices"] = dm_count()
+    facts["runbook_s"], facts["runbook_runs"] = median_time(RUNS, lambda: shell(RUNBOOK))
+    facts["lhsweep_scan_s"], facts["lhsweep_scan_runs"] = median_time(RUNS, lambda: lhsweep("scan"))
+    report = lhsweep("scan")
+    facts["scan_verdicts"] = _verdicts(report)
+    facts["lhsweep_scan_in_process_s"] = report["duration_s"]
+    plain = names[0::2]
+    facts["plain_count"] = len(plain)
+    facts["plain_remove_s"] = timed(lambda: shell(PLAIN_REMOVE.format(names=" ".join(plain))))
+    swept = {}
+    facts["lhsweep_count"] = len(names) - len(plain)
+    facts["lhsweep_sweep_s"] = timed(lambda: swept.update(lhsweep("sweep")))
+    facts["sweep_outcomes"] = _outcomes(swept)
+    facts["sweep_action_s"] = sum(a["duration_s"] for a in swept["actions"])
+    facts["dm_left"] = dm_count()
+
+
+def _verdicts(report: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in report["entries"]:
+        counts[entry["verdict"]] = counts.get(entry["verdict"], 0) + 1
+    return counts
+
+
+def _outcomes(report: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in report["actions"]:
+        key = f"{outcome['kind']}:{outcome['result']}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+if __name__ == "__main__":
+    main()
