@@ -17,17 +17,16 @@ class HostRoot:
 
     def __init__(self, root: str = "/") -> None:
         self.root = os.path.normpath(root) if root else "/"
+        self._prefix = "" if self.root == "/" else self.root
 
     def __repr__(self) -> str:
         return f"HostRoot({self.root!r})"
 
     def path(self, host_path: str) -> str:
         """The real path of the absolute host path `host_path` below the root."""
-        if not host_path.startswith("/"):
+        if host_path[:1] != "/":
             raise ValueError(f"host path must be absolute: {host_path!r}")
-        if self.root == "/":
-            return host_path
-        return self.root + host_path
+        return self._prefix + host_path
 
     def read_text(self, host_path: str) -> Optional[str]:
         """The file's text (undecodable bytes replaced), None when it does not exist.

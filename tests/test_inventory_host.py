@@ -1,0 +1,71 @@
+"""HostRoot: host paths below a root, and readers that say "absent" rather than fail."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from lhsweep.errors import HostReadError
+from lhsweep.host import HostRoot
+
+
+def test_paths_map_below_the_root(tmp_path) -> None:
+    assert HostRoot("/").path("/sys/block") == "/sys/block"
+    assert HostRoot(f"{tmp_path}/").path("/sys/block") == f"{tmp_path}/sys/block"
+    with pytest.raises(ValueError, match="absolute"):
+        HostRoot(str(tmp_path)).path("sys/block")
+
+
+def test_readers_report_absence_as_none_or_empty(tmp_path) -> None:
+    host = HostRoot(str(tmp_path))
+    (tmp_path / "file").write_text("x")
+    assert host.read_text("/missing") is None
+    assert host.read_text("/file/below-a-file") is None
+    assert host.listdir("/missing") == [] and host.listdir("/file/x") == []
+    assert host.readlink("/file") is None and host.readlink("/missing") is None
+    assert host.lstat("/missing") is None
+    assert not host.exists("/missing")
+
+
+def test_read_text_reads_big_files_whole_and_replaces_bad_bytes(tmp_path) -> None:
+    big = "line of mountinfo text\n" * 20000
+    (tmp_path / "big").write_text(big)
+    (tmp_path / "bad").write_bytes(b"ok\xffok")
+    host = HostRoot(str(tmp_path))
+    assert host.read_text("/big") == big
+    assert host.read_text("/bad") == "ok\ufffdok"
+
+
+def test_read_errors_other_than_absence_name_the_path(tmp_path) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(HostReadError, match=r"^/dir: cannot read: Is a directory$"):
+        HostRoot(str(tmp_path)).read_text("/dir")
+
+
+def test_links_are_read_not_followed_and_relative_links_resolve_below_the_root(tmp_path) -> None:
+    (tmp_path / "sys" / "devices" / "dm-0").mkdir(parents=True)
+    (tmp_path / "sys" / "block").mkdir()
+    os.symlink("../devices/dm-0", tmp_path / "sys" / "block" / "dm-0")
+    os.symlink("../devices/gone", tmp_path / "sys" / "block" / "dm-1")
+    host = HostRoot(str(tmp_path))
+    assert host.readlink("/sys/block/dm-0") == "../devices/dm-0"
+    assert host.exists("/sys/block/dm-0") and not host.exists("/sys/block/dm-1")
+    assert host.listdir("/sys/block") == ["dm-0", "dm-1"]
+    st = host.lstat("/sys/block/dm-1")
+    assert st is not None and os.path.islink(host.path("/sys/block/dm-1"))
+
+
+def test_open_dir_fd_refuses_a_symlinked_directory(tmp_path) -> None:
+    (tmp_path / "dev" / "real").mkdir(parents=True)
+    os.symlink("real", tmp_path / "dev" / "longhorn")
+    host = HostRoot(str(tmp_path))
+    with pytest.raises(OSError) as raised:
+        host.open_dir_fd("/dev/longhorn")
+    assert raised.value.errno in (errno.ENOTDIR, errno.ELOOP)  # O_DIRECTORY|O_NOFOLLOW on a link
+    fd = host.open_dir_fd("/dev/real")
+    try:
+        assert os.listdir(fd) == []
+    finally:
+        os.close(fd)
