@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import pstats
 import statistics
 import subprocess
 from dataclasses import dataclass
@@ -12,6 +14,8 @@ from bench.report import Section, load_now, ms
 from tests.vm.harness import REPO, GuestError, Scenario, find_deb, run_guest
 
 GUEST = Path(__file__).resolve().parent / "guest"
+# Kept after the run (console, result stream, the guest's files) like the VM tests' output.
+OUT_DIR = REPO / ".cache" / "vm" / "bench"
 REACTION_TARGET_S = 2.0
 DEBOUNCE_S = 0.25
 CRI_POLL_S = 1.0
@@ -45,7 +49,7 @@ def run(work: Path) -> list[Section]:
     load = load_now()
     try:
         deb = package(work)
-        guest = run_guest(SCENARIOS, work / "vm", deb=deb)
+        guest = run_guest(SCENARIOS, OUT_DIR, deb=deb)
     except (GuestError, subprocess.CalledProcessError, OSError) as exc:
         return [_unmeasured(title, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
                 for title in (SCAN_TITLE, REMOVAL_TITLE, REACTION_TITLE)]
@@ -53,7 +57,8 @@ def run(work: Path) -> list[Section]:
     reaction = guest.results.get("bench_reaction")
     boot = f"guest boot {guest.boot_s:.0f} s under TCG software emulation, host load {load}"
     return [_scan_section(scan.facts if scan else {}, _why(scan), boot),
-            _removal_section(scan.facts if scan else {}, _why(scan), boot),
+            _removal_section(scan.facts if scan else {}, _why(scan), boot,
+                             scan.directory if scan else OUT_DIR),
             _reaction_section(reaction.facts if reaction else {}, _why(reaction), boot)]
 
 
@@ -64,8 +69,11 @@ REACTION_TITLE = "4. Reaction time to a crash (real kernel, VM, through the serv
 
 def _why(result: Any) -> str:
     if result is None:
-        return "the scenario left no result"
-    return "" if result.passed else result.describe().splitlines()[0] + ": " + result.output[-300:]
+        return f"the scenario left no result (see {OUT_DIR})"
+    if result.passed:
+        return ""
+    last = [line for line in result.output.splitlines() if line.strip()][-1:] or ["no output"]
+    return f"{result.describe().splitlines()[0]}: {last[0]} (see {result.directory})"
 
 
 def _unmeasured(title: str, why: str) -> Section:
@@ -97,7 +105,16 @@ def _scan_section(facts: dict[str, Any], why: str, boot: str) -> Section:
     return section
 
 
-def _removal_section(facts: dict[str, Any], why: str, boot: str) -> Section:
+def top_functions(path: Path, count: int = 8) -> str:
+    """The `count` functions with the most cumulative time in a cProfile dump."""
+    stats = pstats.Stats(str(path), stream=io.StringIO())
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)  # type: ignore[attr-defined]
+    picked = [(f"{Path(f).name}:{line}({name})", cum) for (f, line, name), (_, _, _, cum, _) in rows
+              if not name.startswith("<") and Path(f).name not in ("runpy.py", "cProfile.py")]
+    return ", ".join(f"{name} {ms(cum)}" for name, cum in picked[:count])
+
+
+def _removal_section(facts: dict[str, Any], why: str, boot: str, directory: Path) -> Section:
     if "lhsweep_sweep_s" not in facts:
         return _unmeasured(REMOVAL_TITLE, why)
     plain = facts["plain_remove_s"] / facts["plain_count"]
@@ -113,6 +130,10 @@ def _removal_section(facts: dict[str, Any], why: str, boot: str) -> Section:
     ]
     section.notes += [f"lhsweep's outcomes: {facts['sweep_outcomes']} (the subsystem's disconnect "
                       "comes once, after its last dm device).", boot + "."]
+    profile = directory / "sweep.prof"
+    if profile.exists():
+        section.notes.append("`lhsweep sweep` under cProfile in the guest, heaviest (cumulative): "
+                             + top_functions(profile))
     return section
 
 

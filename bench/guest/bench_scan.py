@@ -97,10 +97,11 @@ ls /dev/longhorn >/dev/null
 PLAIN_REMOVE = 'for name in {names}; do dmsetup remove "$name" && rm -f "/dev/longhorn/$name"; done'
 
 
-def lhsweep(*args: str) -> dict[str, Any]:
-    """`lhsweep <args> --json` as the package installed it; its JSON report."""
-    done = subprocess.run(["lhsweep", *args, "--json"], capture_output=True, text=True, timeout=900,
-                          check=False)
+def lhsweep(*args: str, profile: str = "") -> dict[str, Any]:
+    """`lhsweep <args> --json` as the package installed it (under cProfile to `profile`); its report."""
+    wrap = ["python3", "-m", "cProfile", "-o", profile] if profile else []
+    done = subprocess.run([*wrap, "/usr/bin/lhsweep", *args, "--json"], capture_output=True, text=True,
+                          timeout=900, check=False)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"lhsweep {' '.join(args)}: exit {done.returncode}: {done.stderr[-500:]}")
     report: dict[str, Any] = json.loads(done.stdout)
@@ -129,7 +130,8 @@ def main() -> None:
     facts["plain_remove_s"] = timed(lambda: shell(PLAIN_REMOVE.format(names=" ".join(plain))))
     swept = {}
     facts["lhsweep_count"] = len(names) - len(plain)
-    facts["lhsweep_sweep_s"] = timed(lambda: swept.update(lhsweep("sweep")))
+    facts["lhsweep_sweep_s"] = timed(lambda: swept.update(
+        lhsweep("sweep", profile=os.path.join(facts.directory, "sweep.prof"))))
     facts["sweep_outcomes"] = _outcomes(swept)
     facts["sweep_action_s"] = sum(a["duration_s"] for a in swept["actions"])
     facts["dm_left"] = dm_count()
