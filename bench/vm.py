@@ -110,7 +110,8 @@ def top_functions(path: Path, count: int = 8) -> str:
     stats = pstats.Stats(str(path), stream=io.StringIO())
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)  # type: ignore[attr-defined]
     picked = [(f"{Path(f).name}:{line}({name})", cum) for (f, line, name), (_, _, _, cum, _) in rows
-              if not name.startswith("<") and Path(f).name not in ("runpy.py", "cProfile.py")]
+              if not f.startswith("<") and not name.startswith("<")
+              and Path(f).name not in ("runpy.py", "cProfile.py")]
     return ", ".join(f"{name} {ms(cum)}" for name, cum in picked[:count])
 
 
