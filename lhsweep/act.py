@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
 from lhsweep.inventory import DmControl, read_dm_device, read_mounts, read_subsystems
 from lhsweep.longhorn import LEGACY_LOCK, volume_lock_path
@@ -69,6 +70,8 @@ class Actor:
             return self._outcome(entry, ActionResult.SKIPPED, str(satisfied), started)
         except _Skip as skip:
             return self._outcome(entry, ActionResult.SKIPPED, str(skip), started)
+        except HostReadError as exc:
+            return self._outcome(entry, ActionResult.SKIPPED, f"cannot re-check it: {exc}", started)
         if result.ok:
             done.add((entry.kind, entry.name))
             return self._outcome(entry, ActionResult.REMOVED, result.summary(), started)

@@ -112,7 +112,11 @@ def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: f
     ctx = _Context(_Index.build(inventory), runtime, config, int(now * 1e9), frontend_records)
     dm = _plan_dm_devices(ctx)
     nodes = {n.name: _plan_node(ctx, n, dm) for n in inventory.nodes}
-    nvme = [_plan_subsystem(ctx, s, dm, nodes) for s in inventory.subsystems if s.controllers]
+    stale_nodes_by_dev: dict[DevNum, list[str]] = {}
+    for node in nodes.values():
+        if node.verdict is Verdict.STALE and node.identity.dev is not None:
+            stale_nodes_by_dev.setdefault(node.identity.dev, []).append(node.name)
+    nvme = [_plan_subsystem(ctx, s, dm, stale_nodes_by_dev) for s in inventory.subsystems if s.controllers]
     drafts = [*dm.values(), *nodes.values(), *nvme]
     return Plan(tuple(d.freeze() for d in sorted(drafts, key=lambda d: (d.kind.value, d.name))))
 
@@ -364,10 +368,10 @@ def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
     draft.holders = dm_draft.holders
     draft.reason = f"points at dm {dm_draft.name!r}, which is {dm_draft.verdict.value}: {dm_draft.reason}"
     if dm_draft.verdict is Verdict.STALE:
-        draft.after.extend(
-            (Kind.DM, d.name) for d in dm.values() if d.volume == dm_draft.volume and d.order < ORDER_NODE
-            and d.verdict is Verdict.STALE
-        )
+        # The volume's group: its linear device, and its -encrypted child when there is one.
+        group = [dm.get(dm_draft.volume), dm.get(dm_draft.volume + ENCRYPTED_SUFFIX)]
+        draft.after.extend((Kind.DM, d.name) for d in group
+                           if d is not None and d.volume == dm_draft.volume and d.verdict is Verdict.STALE)
 
 
 def _node_on_namespace(ctx: _Context, node: LonghornNode, ns: NvmeNamespace, draft: _Draft) -> None:
@@ -394,7 +398,7 @@ def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str, busy
 
 
 def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
-                    nodes: dict[str, _Draft]) -> _Draft:
+                    stale_nodes_by_dev: dict[DevNum, list[str]]) -> _Draft:
     identity = Identity(name=subsystem.name, nqn=subsystem.nqn)
     volume = volume_of_nqn(subsystem.nqn)
     draft = _Draft(Kind.NVME, subsystem.nqn, Verdict.FOREIGN, "", identity, volume, ORDER_NVME)
@@ -404,7 +408,7 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
     elif pattern:
         draft.reason = f"excluded by sweep.exclude pattern {pattern!r}"
     else:
-        busy, after = _namespace_users(ctx, subsystem, dm, nodes)
+        busy, after = _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)
         draft.after.extend(after)
         what = f"controllers {', '.join(c.name for c in subsystem.controllers)}"
         _decide(ctx, draft, None, what, busy, backing_present=True)
@@ -412,7 +416,7 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
 
 
 def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
-                     nodes: dict[str, _Draft]) -> tuple[list[str], list[tuple[Kind, str]]]:
+                     stale_nodes_by_dev: dict[DevNum, list[str]]) -> tuple[list[str], list[tuple[Kind, str]]]:
     """What still uses the subsystem's namespaces: blockers, and stale users to remove first."""
     busy: list[str] = []
     after: list[tuple[Kind, str]] = []
@@ -426,6 +430,5 @@ def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Dra
             else:
                 state = draft.verdict.value if draft else "unknown"
                 busy.append(f"{ns.name} is held by {holder} ({state})")
-        after += [(Kind.NODE, n.name) for n in nodes.values()
-                  if n.identity.dev == ns.dev and n.verdict is Verdict.STALE]
+        after += [(Kind.NODE, name) for name in stale_nodes_by_dev.get(ns.dev, ())]
     return busy, after
