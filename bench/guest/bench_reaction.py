@@ -60,3 +60,7 @@ def main() -> None:
     facts["rounds"] = [one_round(i) for i in range(ROUNDS)]
     facts["journal_tail"] = sh("journalctl", "-u", "lhsweep.service", "-n", "30", "--no-pager",
                                timeout=60)
+
+
+if __name__ == "__main__":
+    main()
