@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
-from bench_scan import write_config
 from lhvm import nvmet, runtime, volumes
 from lhvm.observe import Facts, dm_names, longhorn_nodes
 from lhvm.proc import sh, wait_for
@@ -15,6 +15,7 @@ from lhvm.proc import sh, wait_for
 ROUNDS = 3
 VOLUMES = 3
 POLL_S = 0.02
+CONFIG_PATH = Path("/etc/lhsweep/lhsweep.toml")
 CONFIG = """[cri]
 poll_interval = 1.0
 [sweep]
@@ -52,7 +53,8 @@ def one_round(round_no: int) -> dict[str, Any]:
 def main() -> None:
     """Rounds of kill-and-clean with lhsweep.service running."""
     facts = Facts()
-    write_config(CONFIG)
+    CONFIG_PATH.parent.mkdir(parents=True, exist_ok=True)
+    CONFIG_PATH.write_text(CONFIG)
     runtime.start_containerd()
     nvmet.load_modules()
     sh("systemctl", "restart", "lhsweep.service", timeout=120)

@@ -1,8 +1,7 @@
 """Guest benchmark, items 2 and 3: lhsweep's scan against the shell runbook, then removal throughput.
 
 Facts: device counts, runbook and lhsweep scan times (medians), then a plain `dmsetup remove` +
-`rm` loop over half the stale volumes against one `lhsweep sweep` over the other half. Also holds
-what bench_reaction shares (both are copied to the payload's scenarios directory).
+`rm` loop over half the stale volumes against one `lhsweep sweep` over the other half.
 """
 
 from __future__ import annotations
