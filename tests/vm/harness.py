@@ -115,6 +115,8 @@ def build_payload(directory: Path, scenarios: list[Scenario], deb: Optional[Path
         shutil.copyfile(deb, tree / deb.name)
     plan = {
         "deb": deb.name if deb else None,
+        # LHSWEEP_VM_DRY_RUN=1: lhsweep is configured with sweep.dry_run (the "does nothing" check).
+        "lhsweep_dry_run": os.environ.get("LHSWEEP_VM_DRY_RUN") == "1",
         "scenarios": [
             {"name": s.name, "script": f"scenarios/{s.script.name}", "timeout": s.timeout_s}
             for s in scenarios

@@ -67,13 +67,20 @@ def install_deb(deb: str) -> dict[str, Any]:
     }
 
 
-def run_scenario(spec: dict[str, Any], blocked: str) -> dict[str, Any]:
+def run_scenario(spec: dict[str, Any], blocked: str, dry_run: bool) -> dict[str, Any]:
     """Run one scenario script; then reset the guest for the next one."""
     name = spec["name"]
     out = f"{OUT}/{name}"
     os.makedirs(out, exist_ok=True)
     log = f"{out}/output.log"
-    env = dict(os.environ, PYTHONPATH=GUEST_LIB, LHVM_OUT=out, LHVM_SCENARIO=name, PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=GUEST_LIB,
+        LHVM_OUT=out,
+        LHVM_SCENARIO=name,
+        PYTHONUNBUFFERED="1",
+        LHVM_DRY_RUN="1" if dry_run else "0",
+    )
     start_cursor = journal_cursor()
     started = time.monotonic()
     if blocked:
@@ -117,7 +124,7 @@ def main() -> int:
             blocked = f"dpkg -i {plan['deb']} failed:\n{installed['output']}"
     for spec in plan["scenarios"]:
         emit("LHVM-START", {"name": spec["name"]})
-        emit("LHVM-RESULT", run_scenario(spec, blocked))
+        emit("LHVM-RESULT", run_scenario(spec, blocked, bool(plan.get("lhsweep_dry_run"))))
     with open(f"{OUT}/journal.json", "w") as handle:
         subprocess.run(["journalctl", "-o", "json", "--no-pager"], stdout=handle, check=False)
     os.sync()

@@ -7,36 +7,27 @@ torn down with no clean shutdown; the running lhsweep service must remove the dm
 
 from __future__ import annotations
 
-from lhvm import nvmet, runtime, service, volumes
-from lhvm.observe import Facts, cursor, snapshot
+from lhvm import crash, nvmet, service, volumes
+from lhvm.observe import Facts, snapshot
 from lhvm.proc import wait_for
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
 VOLUME = "pvc-seed"
-CONFIG = """[sweep]
-grace_period = 0
-[daemon]
-resync_interval = 10
-debounce = 1
-"""
 
 
 def main() -> None:
     """The seed scenario."""
     facts = Facts()
-    runtime.start_containerd()
-    manager = runtime.run_instance_manager()
-    service.configure(CONFIG)
+    manager = crash.begin()
     service.start()
-    volume = volumes.make_v2_volume(VOLUME, ctrl_loss_tmo=5)
+    volume = volumes.make_v2_volume(VOLUME, ctrl_loss_tmo=crash.CTRL_LOSS_TMO)
     facts["before"] = snapshot()
     facts["scan_before"] = service.scan()
-    since = cursor()
-    runtime.kill_instance_manager(manager)
-    volumes.crash_target(volume)
+    since = service.mark()
+    crash.crash(manager, volume)
     removed = service.wait_entry(Event.REMOVED, since, timeout=180, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm")
-    facts["removed_entry"] = {k: v for k, v in removed.items() if k.startswith(("LHSWEEP_", "MESSAGE"))}
+    facts["removed_entry"] = service.fields_of(removed)
     wait_for("the controller to go", lambda: not nvmet.controllers(volume.nqn), timeout=120)
     after = snapshot()
     facts["after"] = after

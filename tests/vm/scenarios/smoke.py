@@ -11,19 +11,12 @@ import os
 
 from lhvm import nvmet, runtime, volumes
 from lhvm.cri import Cri, state_name
-from lhvm.observe import Facts, layout, snapshot
-from lhvm.proc import read, sh
+from lhvm.observe import Facts, check, layout, snapshot
+from lhvm.proc import read, run, sh
 
 VOLUME = "pvc-smoke"
 CTRL_LOSS_TMO = 5
 IM_LABELS = {"longhorn.io/component": "instance-manager", "longhorn.io/data-engine": "v2"}
-
-
-def check(condition: bool, message: str) -> None:
-    """Fail the scenario with `message` (and the current device listings) unless `condition`."""
-    if not condition:
-        listings = snapshot()["listings"]
-        raise AssertionError(message + "\n" + "\n".join(f"$ {k}\n{v}" for k, v in listings.items()))
 
 
 def dm_sysfs(name: str) -> str:
@@ -55,6 +48,7 @@ def instance_manager_listed(facts: Facts) -> runtime.InstanceManager:
 def main() -> None:
     """The smoke scenario."""
     facts = Facts()
+    run("systemctl", "stop", "lhsweep.service")  # installed and started by the .deb when a boot has one
     sh("modprobe", "dm-mod")
     check(
         os.path.isdir("/sys/module/dm_mod") and os.path.exists("/dev/mapper/control"), "dm-mod did not load"

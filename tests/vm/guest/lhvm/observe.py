@@ -72,6 +72,13 @@ def snapshot() -> dict[str, Any]:
     return {"dm": dm_names(), "longhorn": longhorn_nodes(), "nvme": nvme_nqns(), "listings": listings()}
 
 
+def check(condition: bool, message: str) -> None:
+    """Fail the scenario with `message` and the current device listings unless `condition` holds."""
+    if not condition:
+        shown = listings()
+        raise AssertionError(message + "\n" + "\n".join(f"$ {k}\n{v}" for k, v in shown.items()))
+
+
 def cursor() -> str:
     """The cursor of the journal's newest entry: entries after it are "from now on"."""
     out = run("journalctl", "-n", "1", "-o", "cat", "--show-cursor", "--no-pager").stdout
@@ -110,53 +117,56 @@ class Facts:
             handle.write(text)
 
 
-def _describe(path: str) -> str:
-    """One line for a sysfs/dev entry: type, link target or device number, and a short value."""
-    if os.path.islink(path):
-        return f"{path} -> {os.readlink(path)}"
-    if os.path.isdir(path):
+def _describe(root: str, path: str) -> str:
+    """One line for a sysfs/dev entry below `root`: type, link target or device number, a short value."""
+    real = root + path
+    if os.path.islink(real):
+        return f"{path} -> {os.readlink(real)}"
+    if os.path.isdir(real):
         return f"{path}/"
-    st = os.lstat(path)
-    if not os.path.isfile(path):
+    st = os.lstat(real)
+    if not os.path.isfile(real):
         return f"{path} dev={os.major(st.st_rdev)}:{os.minor(st.st_rdev)} mode={oct(st.st_mode & 0o7777)}"
     if os.path.basename(path) in VOLATILE:
         return f"{path} = <changes>"
     try:
-        with open(path, errors="replace") as handle:
+        with open(real, errors="replace") as handle:
             value = handle.read(200).strip().replace("\n", "\\n")
     except OSError as error:
         value = f"<{error.strerror}>"
     return f"{path} = {value}"
 
 
-def layout(max_depth: int = 2) -> str:
+def layout(max_depth: int = 2, root: str = "") -> str:
     """The sysfs/dev layout of dm, nvme and loop devices, one entry a line.
 
     The class/block directories are listed as links; then each device they link to (unused,
-    zero-sized loop devices left out) is described from its real directory.
+    zero-sized loop devices left out) is described from its real directory. With `root`, the
+    tree below that directory (a synthetic host) is described, paths shown as the host sees them.
     """
     lines: list[str] = []
-    for root in LAYOUT_ROOTS:
-        if os.path.isdir(root):
-            _walk(root, 1, lines)
+    for top in LAYOUT_ROOTS:
+        if os.path.isdir(root + top):
+            _walk(root, top, 1, lines)
         else:
-            lines.append(f"{root} (absent)")
-    for root in ("/sys/block", "/sys/class/nvme", "/sys/class/nvme-subsystem"):
-        for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
-            real = os.path.realpath(f"{root}/{name}")
-            if name.startswith("loop") and read(f"{real}/size") == "0":
+            lines.append(f"{top} (absent)")
+    for top in ("/sys/block", "/sys/class/nvme", "/sys/class/nvme-subsystem"):
+        for name in sorted(os.listdir(root + top)) if os.path.isdir(root + top) else ():
+            real = os.path.realpath(f"{root}{top}/{name}")[len(root) :]
+            if name.startswith("loop") and read(f"{root}{real}/size") == "0":
                 continue
-            lines.append(f"# {root}/{name} is {real}")
-            _walk(real, max_depth, lines)
+            lines.append(f"# {top}/{name} is {real}")
+            _walk(root, real, max_depth, lines)
     return "\n".join(lines) + "\n"
 
 
-def _walk(path: str, depth: int, lines: list[str]) -> None:
+def _walk(root: str, path: str, depth: int, lines: list[str]) -> None:
     """Describe `path` and, for real directories, its children down to `depth`."""
-    lines.append(_describe(path))
-    if depth <= 0 or os.path.islink(path) or not os.path.isdir(path):
+    lines.append(_describe(root, path))
+    real = root + path
+    if depth <= 0 or os.path.islink(real) or not os.path.isdir(real):
         return
-    for name in sorted(os.listdir(path)):
+    for name in sorted(os.listdir(real)):
         if name in ("power", "subsystem", "uevent", "trace", "queue", "integrity", "mq", "bdi"):
             continue
-        _walk(f"{path}/{name}", depth - 1, lines)
+        _walk(root, f"{path}/{name}", depth - 1, lines)

@@ -1,0 +1,48 @@
+"""Boot sweep on a real kernel: leftovers present when lhsweep starts are removed before READY=1."""
+
+from __future__ import annotations
+
+import pytest
+
+from lhsweep.journal import Event
+from tests.vm.checks import devices, guest_passed, removed, volume_devices
+from tests.vm.harness import ScenarioResult
+
+pytestmark = pytest.mark.vm(scenario="boot", timeout=240, deb=True)
+GONE, CONNECTING = "pvc-boot-gone", "pvc-boot-conn"
+CONNECTING_NQN = "nqn.2023-01.io.longhorn.spdk:volume-pvc-boot-conn"
+UNIT_STARTED = "39f53479d3a045ac8e11786248231fbf"  # systemd's catalog: a unit finished starting
+
+
+def test_leftovers_gone_when_start_returns(vm_scenario: ScenarioResult) -> None:
+    """Both volumes' dm devices and nodes and the reconnecting controller are gone at READY=1."""
+    guest_passed(vm_scenario)
+    facts = vm_scenario.facts
+    assert volume_devices(GONE) | volume_devices(CONNECTING) <= devices(facts["before"])
+    assert facts["connecting_controllers"] and set(facts["connecting_controllers"].values()) <= {
+        "connecting",
+        "resetting",
+    }
+    assert not (volume_devices(GONE) | volume_devices(CONNECTING)) & devices(facts["after"])
+    assert CONNECTING_NQN not in facts["after"]["nvme"]
+
+
+def test_boot_sweep_logged_before_the_unit_started(vm_scenario: ScenarioResult) -> None:
+    """Every removal is in the journal before systemd's "Started" entry for lhsweep."""
+    guest_passed(vm_scenario)
+    assert set(removed(vm_scenario)) >= {
+        ("dm", GONE),
+        ("node", GONE),
+        ("dm", CONNECTING),
+        ("node", CONNECTING),
+        ("nvme", CONNECTING_NQN),
+    }
+    journal = vm_scenario.journal()  # in journal order
+    started = [
+        i
+        for i, e in enumerate(journal)
+        if e.get("MESSAGE_ID") == UNIT_STARTED and e.get("UNIT") == "lhsweep.service"
+    ]
+    assert len(started) == 1, started
+    removals = [i for i, e in enumerate(journal) if e.get("MESSAGE_ID") == Event.REMOVED.value]
+    assert removals and max(removals) < started[0]
