@@ -80,8 +80,9 @@ def render_text(sections: list[Section]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_markdown(sections: list[Section], intro: list[str], reproduce: list[str]) -> str:
-    """docs/benchmarks.md: intro, machine, one table per item with its notes, how to reproduce."""
+def render_markdown(sections: list[Section], intro: list[str], history: list[str],
+                    reproduce: list[str]) -> str:
+    """docs/benchmarks.md: intro, machine, a table per item with notes, what changed, how to reproduce."""
     lines = ["# Benchmarks", "", *intro, "", "## Machine", ""]
     lines += [f"- {item}" for item in machine()]
     for section in sections:
@@ -92,5 +93,6 @@ def render_markdown(sections: list[Section], intro: list[str], reproduce: list[s
         if section.notes:
             lines.append("")
             lines += [f"- {note}" for note in section.notes]
+    lines += ["", "## Before and after", "", *[f"- {item}" for item in history]]
     lines += ["", "## Reproduce", "", *reproduce, ""]
     return "\n".join(lines)
