@@ -74,16 +74,21 @@ class _Context:
     config: Config
     now_ns: int
     frontend_records: frozenset[str]
+    # Creation time of the oldest live instance-manager container, None when none runs.
+    live_since_ns: Optional[int]
+    # The live instance-manager pod names, for reasons.
+    im_names: str
+    grace_ns: int
 
-    @property
-    def live_since_ns(self) -> Optional[int]:
-        """Creation time of the oldest live instance-manager container, None when none runs."""
-        live = self.runtime.live_instance_managers
-        return min(im.created_at_ns for im in live) if live else None
-
-    def im_names(self) -> str:
-        """The live instance-manager pod names, for reasons."""
-        return ", ".join(sorted(im.pod_name for im in self.runtime.live_instance_managers))
+    @classmethod
+    def build(cls, inv: Inventory, runtime: RuntimeView, config: Config, now: float,
+              frontend_records: frozenset[str]) -> _Context:
+        """Index the inventory and work out once what every entry's verdict looks at."""
+        live = runtime.live_instance_managers
+        return cls(_Index.build(inv), runtime, config, int(now * 1e9), frontend_records,
+                   min(im.created_at_ns for im in live) if live else None,
+                   ", ".join(sorted(im.pod_name for im in live)),
+                   int(config.sweep_grace_period * 1e9))
 
 
 @dataclass
@@ -109,7 +114,7 @@ class _Draft:
 def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: float,
               frontend_records: frozenset[str] = frozenset()) -> Plan:
     """Give every host object a verdict and a reason; only stale entries are ever removed."""
-    ctx = _Context(_Index.build(inventory), runtime, config, int(now * 1e9), frontend_records)
+    ctx = _Context.build(inventory, runtime, config, now, frontend_records)
     dm = _plan_dm_devices(ctx)
     nodes = {n.name: _plan_node(ctx, n, dm) for n in inventory.nodes}
     stale_nodes_by_dev: dict[DevNum, list[str]] = {}
@@ -257,13 +262,12 @@ def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
     """Rules 3 and 4: the verdict when runtime or a live instance-manager decides, else None."""
     if ctx.runtime.state is not RuntimeState.KNOWN:
         return Verdict.UNKNOWN, f"runtime unknown: {ctx.runtime.reason}"
-    grace_ns = int(ctx.config.sweep_grace_period * 1e9)
-    if age_ns is not None and ctx.now_ns - age_ns < grace_ns:
+    if age_ns is not None and ctx.now_ns - age_ns < ctx.grace_ns:
         return Verdict.LIVE, "younger than the grace period"
     since = ctx.live_since_ns
     if since is None:
         return None
-    names = ctx.im_names()
+    names = ctx.im_names
     if backing_present:
         return Verdict.LIVE, f"instance-manager {names} is running and may own it"
     if volume in ctx.frontend_records:
@@ -278,7 +282,7 @@ def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
 def _stale_because(ctx: _Context) -> str:
     if ctx.live_since_ns is None:
         return "no V2 instance-manager runs on this node"
-    return f"older than running instance-manager {ctx.im_names()} and its backing is gone"
+    return f"older than running instance-manager {ctx.im_names} and its backing is gone"
 
 
 def _dm_busy(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> list[str]:
