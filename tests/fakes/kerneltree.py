@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 DM_MAJOR, NVME_MAJOR, NVME_CHAR_MAJOR, UBLK_MAJOR, SD_MAJOR, LOOP_MAJOR = 253, 259, 242, 251, 8, 7
+NVME_GENERIC_MAJOR = 241  # the per-namespace generic char devices ngXnY
 VIRTUAL = "/sys/devices/virtual"
 CTL = f"{VIRTUAL}/nvme-fabrics/ctl"
 SUBSYS = f"{VIRTUAL}/nvme-subsystem"
@@ -27,8 +28,9 @@ class KernelTree:
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self._batch = 0
-        for d in ("/sys/dev/block", "/sys/block", "/sys/class/nvme", "/sys/class/nvme-subsystem",
-                  f"{VIRTUAL}/block", CTL, SUBSYS, "/dev/longhorn", "/proc/1", "/proc/self", "/.fake"):
+        for d in ("/sys/dev/block", "/sys/block", "/sys/class/block", "/sys/class/nvme",
+                  "/sys/class/nvme-subsystem", f"{VIRTUAL}/block", CTL, SUBSYS, "/dev/longhorn",
+                  "/proc/1", "/proc/self", "/.fake"):
             os.makedirs(self.p(d), exist_ok=True)
         if not os.path.exists(self.p("/proc/1/mountinfo")):
             root_line = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
@@ -59,6 +61,12 @@ class KernelTree:
         real = self.p(host_path)
         os.makedirs(os.path.dirname(real), exist_ok=True)
         os.symlink(os.path.relpath(self.p(target), os.path.dirname(real)), real)
+
+    def raw_link(self, host_path: str, text: str) -> None:
+        """A symlink whose text is given as the kernel writes it (e.g. '../../nvme-subsys0')."""
+        real = self.p(host_path)
+        os.makedirs(os.path.dirname(real), exist_ok=True)
+        os.symlink(text, real)
 
     def unlink(self, host_path: str) -> None:
         """Remove a file or link when present."""
@@ -93,16 +101,20 @@ class KernelTree:
             self._hint[kind] = min(self._hint[kind], n)
 
     def _block(self, directory: str, name: str, dev: str, *, with_dev: bool = True) -> None:
-        """A block device directory with holders/ and slaves/, linked from /sys/block and /sys/dev/block."""
+        """A block device directory with holders/ and slaves/, linked from /sys/block,
+        /sys/class/block and /sys/dev/block; one without a number is a hidden path disk."""
         os.makedirs(self.p(f"{directory}/holders"), exist_ok=True)
         os.makedirs(self.p(f"{directory}/slaves"), exist_ok=True)
+        self.write(f"{directory}/hidden", "0\n" if with_dev else "1\n")
         self.link(f"/sys/block/{name}", directory)
+        self.link(f"/sys/class/block/{name}", directory)
         if with_dev:
             self.write(f"{directory}/dev", f"{dev}\n")
             self.link(f"/sys/dev/block/{dev}", directory)
 
     def _drop_block(self, name: str, dev: str) -> None:
         self.unlink(f"/sys/block/{name}")
+        self.unlink(f"/sys/class/block/{name}")
         if dev:
             self.unlink(f"/sys/dev/block/{dev}")
 
@@ -167,6 +179,7 @@ class KernelTree:
                 raise ValueError(f"no block device {slave}")
             self.link(f"{base}/slaves/{slave}", slave_dir)
             self.link(f"{slave_dir}/holders/{kernel}", base)
+        self.raw_link(f"/dev/mapper/{name}", f"../{kernel}")  # udev's link
         self.state["devices"][name] = {
             "kernel": kernel, "dev": dev, "uuid": uuid, "open": open_count,
             "suspended": suspended, "deferred_remove": deferred_remove,
@@ -197,6 +210,7 @@ class KernelTree:
                 self._release(slave)
         self.rmtree(base)
         self._drop_block(kernel, dev)
+        self.unlink(f"/dev/mapper/{name}")
         self._free("dm", int(kernel[3:]))
         for link in slave_links:
             self._maybe_free_subsystem(link)
@@ -272,15 +286,24 @@ class KernelTree:
             self.write(f"{base}/{attr}", f"{value}\n")
         self.link(f"/sys/class/nvme/{ctrl}", base)
         self.link(f"{SUBSYS}/{subsystem}/{ctrl}", base)
+        self.raw_link(f"{base}/device", "../../ctl")
         instance = subsystem[len("nvme-subsys"):]
         head = f"nvme{instance}n1"
         if not os.path.isdir(self.p(f"{SUBSYS}/{subsystem}/{head}")):
-            head_dev = f"{NVME_MAJOR}:{self._allocate('ns', '/sys/dev/block', f'{NVME_MAJOR}:')}"
-            self._block(f"{SUBSYS}/{subsystem}/{head}", head, head_dev)
-            self.link(f"{SUBSYS}/{subsystem}/{head}/device", f"{SUBSYS}/{subsystem}")
+            self._add_head(subsystem, head, f"ng{instance}n1")
         head_dev = self.read(f"{SUBSYS}/{subsystem}/{head}/dev").strip()
-        self._block(f"{base}/nvme{instance}c{ctrl_n}n1", f"nvme{instance}c{ctrl_n}n1", "", with_dev=False)
+        path = f"nvme{instance}c{ctrl_n}n1"
+        self._block(f"{base}/{path}", path, "", with_dev=False)
+        self.raw_link(f"{base}/{path}/device", f"../../{ctrl}")
         return subsystem, ctrl, head, head_dev
+
+    def _add_head(self, subsystem: str, head: str, generic: str) -> None:
+        """The multipath namespace head (block) and its generic char device, below the subsystem."""
+        head_dev = f"{NVME_MAJOR}:{self._allocate('ns', '/sys/dev/block', f'{NVME_MAJOR}:')}"
+        self._block(f"{SUBSYS}/{subsystem}/{head}", head, head_dev)
+        self.raw_link(f"{SUBSYS}/{subsystem}/{head}/device", f"../../{subsystem}")
+        self.write(f"{SUBSYS}/{subsystem}/{generic}/dev", f"{NVME_GENERIC_MAJOR}:{head_dev.split(':')[1]}\n")
+        self.raw_link(f"{SUBSYS}/{subsystem}/{generic}/device", f"../../{subsystem}")
 
     def subsystem_of(self, nqn: str) -> Optional[str]:
         """The subsystem whose subsysnqn is `nqn` (indexed on first use, then kept up to date)."""
@@ -310,6 +333,8 @@ class KernelTree:
             if os.path.islink(self.p(path)) and entry.startswith("nvme") and entry[4:].isdigit():
                 count += self._drop_controller(entry)
                 self.unlink(path)
+            elif entry.startswith("ng"):
+                self.rmtree(path)
             elif os.path.isdir(self.p(path)) and os.path.exists(self.p(f"{path}/dev")):
                 head_dev = self.read(f"{path}/dev").strip()
                 self._drop_block(entry, head_dev)
