@@ -10,7 +10,7 @@ from tests.vm.harness import ScenarioResult
 
 pytestmark = pytest.mark.vm(scenario="lock_held", timeout=240, deb=True)
 VOLUME = "pvc-locked"
-LOCK = f"/run/longhorn/spdk-{VOLUME}.lock"
+LOCK = f"/var/run/longhorn/spdk-{VOLUME}.lock"  # as lhsweep names it (/var/run -> /run)
 
 
 def test_skipped_while_locked(vm_scenario: ScenarioResult) -> None:
@@ -23,7 +23,7 @@ def test_skipped_while_locked(vm_scenario: ScenarioResult) -> None:
         vm_scenario, Event.DECISION, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm", LHSWEEP_RESULT="skipped"
     )
     assert len(skips) >= 3
-    assert all(f"Longhorn lock {LOCK} is held by another process" in e["LHSWEEP_REASON"] for e in skips)
+    assert all(f"{LOCK} is held by another process" in e["LHSWEEP_REASON"] for e in skips)
 
 
 def test_swept_once_released(vm_scenario: ScenarioResult) -> None:

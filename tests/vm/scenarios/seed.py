@@ -26,7 +26,7 @@ def main() -> None:
     facts["scan_before"] = service.scan()
     since = service.mark()
     crash.crash(manager, volume)
-    removed = service.wait_entry(Event.REMOVED, since, timeout=180, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm")
+    removed = service.wait_entry(Event.REMOVED, since, timeout=60, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm")
     facts["removed_entry"] = service.fields_of(removed)
     wait_for("the controller to go", lambda: not nvmet.controllers(volume.nqn), timeout=120)
     after = snapshot()
