@@ -261,6 +261,9 @@ class Plan:
     """Every entry with its verdict; `removals` are the stale ones in the order to remove them."""
 
     entries: tuple[Entry, ...]
+    # When the youngest entry kept only by the grace period grows out of it (epoch ns), if any:
+    # a daemon sweeps again then rather than at its next slow resync.
+    recheck_at_ns: Optional[int] = None
 
     @property
     def removals(self) -> tuple[Entry, ...]:

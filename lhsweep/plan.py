@@ -79,6 +79,8 @@ class _Context:
     # The live instance-manager pod names, for reasons.
     im_names: str
     grace_ns: int
+    # Filled while planning: when each entry kept only for its youth leaves the grace period.
+    grace_ends_ns: list[int] = field(default_factory=list)
 
     @classmethod
     def build(cls, inv: Inventory, runtime: RuntimeView, config: Config, now: float,
@@ -123,7 +125,8 @@ def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: f
             stale_nodes_by_dev.setdefault(node.identity.dev, []).append(node.name)
     nvme = [_plan_subsystem(ctx, s, dm, stale_nodes_by_dev) for s in inventory.subsystems if s.controllers]
     drafts = [*dm.values(), *nodes.values(), *nvme]
-    return Plan(tuple(d.freeze() for d in sorted(drafts, key=lambda d: (d.kind.value, d.name))))
+    entries = tuple(d.freeze() for d in sorted(drafts, key=lambda d: (d.kind.value, d.name)))
+    return Plan(entries, min(ctx.grace_ends_ns, default=None))
 
 
 # ---------------------------------------------------------------- dm devices
@@ -263,6 +266,7 @@ def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
     if ctx.runtime.state is not RuntimeState.KNOWN:
         return Verdict.UNKNOWN, f"runtime unknown: {ctx.runtime.reason}"
     if age_ns is not None and ctx.now_ns - age_ns < ctx.grace_ns:
+        ctx.grace_ends_ns.append(age_ns + ctx.grace_ns)
         return Verdict.LIVE, "younger than the grace period"
     since = ctx.live_since_ns
     if since is None:

@@ -154,9 +154,13 @@ def test_grace_period_and_exclude_patterns() -> None:
     host.add_volume("pvc-young", ctime_ns=NOW_NS - 5 * SECOND)
     host.add_volume("keep-me", ctime_ns=OLD)
     config = Config(sweep_grace_period=30.0, sweep_exclude=("keep-*",))
-    v = verdicts(plan_of(host, config=config))
+    plan = plan_of(host, config=config)
+    v = verdicts(plan)
     assert v[("dm", "pvc-young")] == "live"
     assert v[("dm", "keep-me")] == "foreign" and v[("node", "keep-me")] == "foreign"
+    # The daemon is told when pvc-young leaves its grace period: 25 s from now.
+    assert plan.recheck_at_ns == NOW_NS + 25 * SECOND
+    assert plan_of(Host(), config=config).recheck_at_ns is None
 
 
 def test_suspended_device_is_busy() -> None:

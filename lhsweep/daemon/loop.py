@@ -26,6 +26,8 @@ STOP_WAIT_CAP_S = 30.0
 # Extra allowance on top of one action's and the CRI calls' timeouts before a busy worker
 # counts as wedged (and the watchdog is no longer fed).
 STALL_SLACK_S = 60.0
+# A sweep for a device leaving its grace period comes this long after it does.
+GRACE_SLACK_S = 0.5
 
 
 class Source(Protocol):
@@ -233,6 +235,10 @@ class Daemon:
             return
         now = time.monotonic()
         self.resync_at = now + self.config.daemon_resync_interval
+        if result.report is not None and result.report.plan.recheck_at_ns is not None:
+            # A device kept only for its youth: look again as soon as it grows out of the grace period.
+            grace_left = result.report.plan.recheck_at_ns / 1e9 - time.time()
+            self.resync_at = min(self.resync_at, now + max(grace_left, 0.0) + GRACE_SLACK_S)
         self._schedule_retry(result, now)
         self.reporter.sweep_done(self.config, result, retry_in=self._retry_in(now))
         cri = self.sources["cri"]
