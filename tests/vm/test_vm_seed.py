@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lhsweep import __version__
 from lhsweep.journal import Event
 from tests.vm.harness import ScenarioResult
 
@@ -26,3 +27,14 @@ def test_journal_names_the_removal(vm_scenario: ScenarioResult) -> None:
     entry = vm_scenario.facts["removed_entry"]
     assert entry["MESSAGE_ID"] == Event.REMOVED.value
     assert entry["LHSWEEP_DEVICE"] == "pvc-seed" and entry["LHSWEEP_VOLUME"] == "pvc-seed"
+
+
+def test_the_installed_package_answers_like_an_operator_expects(vm_scenario: ScenarioResult) -> None:
+    """`lhsweep --version` works from the .deb, `systemctl cat lhsweep` shows the unit, it is enabled."""
+    assert vm_scenario.passed, vm_scenario.describe()
+    installed = vm_scenario.facts["installed"]
+    assert installed["version"] == f"lhsweep {__version__}"
+    assert "# /lib/systemd/system/lhsweep.service" in installed["unit"] or \
+        "# /usr/lib/systemd/system/lhsweep.service" in installed["unit"]
+    assert "Type=notify" in installed["unit"] and "ExecStart=/usr/bin/lhsweep daemon" in installed["unit"]
+    assert installed["enabled"] == "enabled"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lhvm import crash, nvmet, service, volumes
 from lhvm.observe import Facts, snapshot
-from lhvm.proc import wait_for
+from lhvm.proc import sh, wait_for
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
@@ -19,6 +19,10 @@ VOLUME = "pvc-seed"
 def main() -> None:
     """The seed scenario."""
     facts = Facts()
+    # The install test: the packaged command and unit, as an operator would look at them.
+    facts["installed"] = {"version": sh("lhsweep", "--version").strip(),
+                          "unit": sh("systemctl", "cat", "lhsweep"),
+                          "enabled": sh("systemctl", "is-enabled", "lhsweep", check=False).strip()}
     manager = crash.begin()
     service.start()
     volume = volumes.make_v2_volume(VOLUME, ctrl_loss_tmo=crash.CTRL_LOSS_TMO)
