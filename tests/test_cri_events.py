@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +27,10 @@ from lhsweep.model import RuntimeState
 from tests.crifake import FakeCri, empty_state, im_pod, write_state
 
 TIMEOUT = 5.0
-CRIFAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crifake.py")
+# An idle stream ends this soon after cancel() (it takes milliseconds; the bound allows for load).
+PROMPT_S = 1.0
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CRIFAKE = os.path.join(REPO, "tests", "crifake.py")
 
 
 @pytest.fixture
@@ -63,6 +70,85 @@ def test_events_arrive_in_order_and_cancel_ends_the_stream(cri: FakeCri) -> None
     assert received == [ContainerEvent("c1", "started"), ContainerEvent("c1", "stopped"),
                         ContainerEvent("c2", "deleted"), ContainerEvent("c3", "created")]
     assert stream.cancelled
+
+
+def test_cancel_from_another_thread_ends_an_idle_stream_promptly(cri: FakeCri) -> None:
+    stream = ContainerEventStream(cri.endpoint, TIMEOUT)
+    received: list[object] = []
+    thread = consume(stream, received)
+    assert cri.wait_for_subscribers(1)
+    cancelled_at = time.monotonic()
+    canceller = threading.Thread(target=stream.cancel)
+    canceller.start()
+    canceller.join(TIMEOUT)
+    thread.join(TIMEOUT)
+    ended_after = time.monotonic() - cancelled_at
+    assert not thread.is_alive()
+    assert received == []
+    assert ended_after < PROMPT_S, f"the idle stream took {ended_after:.2f} s to end"
+
+
+@pytest.fixture
+def silent(tmp_path: Path) -> Iterator[socket.socket]:
+    """A socket that accepts connections and never says a word (no HTTP/2: never ready)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "silent.sock"))
+    listener.listen()
+    listener.settimeout(TIMEOUT)
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+def test_cancel_while_connecting_ends_promptly(silent: socket.socket) -> None:
+    stream = ContainerEventStream(silent.getsockname(), 60.0)
+    received: list[object] = []
+    thread = consume(stream, received)
+    connection, _ = silent.accept()  # the stream is connecting now
+    try:
+        cancelled_at = time.monotonic()
+        stream.cancel()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+        assert time.monotonic() - cancelled_at < PROMPT_S
+        assert received == []
+    finally:
+        connection.close()
+
+
+def test_not_connected_within_the_timeout(silent: socket.socket) -> None:
+    with pytest.raises(CriCallError) as caught:
+        list(ContainerEventStream(silent.getsockname(), 0.3))
+    assert caught.value.failure is Failure.TIMEOUT
+    assert "not connected within 0.3s" in str(caught.value)
+
+
+def test_no_event_loop_runs_between_events_and_a_new_stream_works_after_one_ended(
+    cri: FakeCri,
+) -> None:
+    seen: list[object] = []
+
+    def first_event_then_look() -> None:
+        for event in ContainerEventStream(cri.endpoint, TIMEOUT):
+            seen.append(event)
+            try:  # what pyroute2's sync classes check before they agree to be created
+                asyncio.get_running_loop()
+                seen.append("a loop runs in the consuming thread")
+            except RuntimeError:
+                pass
+            return
+
+    for round_ in range(2):
+        thread = threading.Thread(target=first_event_then_look, daemon=True)
+        thread.start()
+        # Streams are not replayed to late subscribers: push until this round's stream has one.
+        while len(seen) == round_ and thread.is_alive():
+            cri.push_event(f"c{round_}", "CONTAINER_STOPPED_EVENT")
+            thread.join(0.05)
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+    assert seen == [ContainerEvent("c0", "stopped"), ContainerEvent("c1", "stopped")]
 
 
 def test_unknown_event_type_is_reported_as_unknown(cri: FakeCri) -> None:
@@ -174,6 +260,41 @@ def test_subprocess_pushes_events_appended_to_the_state_file(
     stream.cancel()
     thread.join(TIMEOUT)
     assert received and received[0] == ContainerEvent("c1", "stopped")
+
+
+# Run with the garbage collector off: only reference counting may free grpc's objects.
+THREADS_AFTER_FAILURE = """
+import gc, os, sys, time
+gc.disable()
+from lhsweep.cri import ContainerEventStream, CriCallError
+def threads():
+    return len(os.listdir("/proc/self/task"))
+before = threads()
+try:
+    list(ContainerEventStream(sys.argv[1], 5.0))
+except CriCallError as exc:
+    print(exc.failure.value)
+deadline = time.monotonic() + 10.0
+while threads() > before and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(before, threads())
+"""
+
+
+@pytest.mark.parametrize("code", ["UNIMPLEMENTED", "UNAVAILABLE"])
+def test_a_failed_stream_leaves_no_grpc_threads_behind(
+    fake_process: tuple[str, str, subprocess.Popen[str]], code: str,
+) -> None:
+    # The daemon polls after UNIMPLEMENTED: grpc core's threads left running would wake it
+    # hundreds of times a minute, and an idle daemon may not collect garbage for hours.
+    socket, state_path, _ = fake_process
+    write_state(state_path, {**empty_state(), "behaviour": {"GetContainerEvents": {"abort": code}}})
+    done = subprocess.run([sys.executable, "-c", THREADS_AFTER_FAILURE, socket], capture_output=True,
+                          text=True, timeout=60, check=True, env=dict(os.environ, PYTHONPATH=REPO))
+    failure, counts = done.stdout.splitlines()
+    assert failure == code.lower()
+    before, after = counts.split()
+    assert after == before, f"{int(after) - int(before)} threads left after the stream failed"
 
 
 def test_subprocess_drop_kills_the_runtime_mid_call(

@@ -1,25 +1,36 @@
-"""GetContainerEvents as an iterator that another thread can cancel."""
+"""GetContainerEvents as an iterator that another thread can cancel.
+
+The stream is read through grpc.aio on an asyncio loop private to the iterating thread: grpcio's
+synchronous stream iterator wakes every 0.1 s while it waits, an aio read sleeps until an event,
+a cancel or the runtime's end. The loop runs only inside next(), so no other code (pyroute2's
+sync classes refuse a running loop) ever finds one running, in that thread or any other.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
-from collections.abc import Iterator
-from typing import Any, NamedTuple, Optional
+from collections.abc import Coroutine, Iterator
+from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 import grpc
+import grpc.aio
 
 from lhsweep.cri import runtime_pb2
 from lhsweep.cri.client import (
+    CHANNEL_OPTIONS,
     SERVICE,
     CriCallError,
+    CriUnimplementedError,
     Failure,
     decode,
-    open_channel,
-    rpc_failure,
     serialize,
+    socket_path,
 )
 
 CALL = "GetContainerEvents"
+_Result = TypeVar("_Result")
 
 
 class ContainerEvent(NamedTuple):
@@ -42,15 +53,19 @@ class ContainerEventStream:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._cancelled = False
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._step: Optional[asyncio.Task[Any]] = None
+        # Only this object holds the channel and the call (never a local that a traceback could
+        # keep): grpc core and its threads stay up until the channel object is freed.
+        self._channel: Optional[grpc.aio.Channel] = None
         self._call: Optional[Any] = None
-        self._channel: Optional[grpc.Channel] = None
 
     def cancel(self) -> None:
         """Stop the iteration from any thread; the iterator then ends without an error."""
         with self._lock:
             self._cancelled = True
-            if self._call is not None:
-                self._call.cancel()
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._interrupt)
 
     @property
     def cancelled(self) -> bool:
@@ -58,50 +73,110 @@ class ContainerEventStream:
         return self._cancelled
 
     def __iter__(self) -> Iterator[ContainerEvent]:
+        target = self._target()
+        with self._lock:
+            if self._cancelled:
+                return
+            self._loop = asyncio.new_event_loop()
         try:
-            yield from self._events()
+            if self._run(self._subscribe(target)):
+                yield from self._events()
         finally:
             self._close()
 
     def _events(self) -> Iterator[ContainerEvent]:
-        call = self._subscribe()
-        if call is None:
-            return
-        try:
-            for data in call:
-                yield _event(decode(self.endpoint, CALL, runtime_pb2.ContainerEventResponse, data))
-        except grpc.RpcError as exc:
-            if self._cancelled:
-                return
-            raise rpc_failure(self.endpoint, CALL, exc, self.timeout) from None
-        if not self._cancelled:
-            raise CriCallError(self.endpoint, CALL, Failure.UNAVAILABLE, "event stream ended")
+        data = self._run(self._read())
+        while data is not None:
+            yield _event(decode(self.endpoint, CALL, runtime_pb2.ContainerEventResponse, data))
+            data = self._run(self._read())
 
-    def _subscribe(self) -> Optional[Any]:
-        """Connect within the timeout and start the call; None when already cancelled."""
+    def _target(self) -> str:
+        """The channel target of the endpoint; CriCallError when it names no socket."""
+        path = socket_path(self.endpoint)
+        if path is None:
+            raise CriCallError(self.endpoint, CALL, Failure.BAD_ENDPOINT,
+                               "expected unix:///path or /path")
+        if not os.path.exists(path):
+            raise CriCallError(self.endpoint, CALL, Failure.NO_SOCKET, f"{path}: no such socket")
+        return "unix://" + path
+
+    def _run(self, step: Coroutine[Any, Any, Union[_Result, CriCallError]]) -> Optional[_Result]:
+        """Run one step on the private loop: its result, None once cancelled, or its error raised.
+
+        Steps return their CriCallError rather than raise it: an exception leaving
+        run_until_complete would sit in a reference cycle (task, traceback, frames) with grpc's
+        objects, and keep grpc core's threads alive until the next full garbage collection.
+        """
+        assert self._loop is not None
         if self._cancelled:
+            step.close()
             return None
-        channel = open_channel(self.endpoint, CALL)
-        with self._lock:
-            self._channel = channel
+        task = self._loop.create_task(step)
+        self._step = task
         try:
-            grpc.channel_ready_future(channel).result(timeout=self.timeout)
-        except grpc.FutureTimeoutError:
-            raise CriCallError(self.endpoint, CALL, Failure.TIMEOUT,
-                               f"not connected within {self.timeout:g}s") from None
-        method = channel.unary_stream(SERVICE + CALL, request_serializer=serialize,
-                                      response_deserializer=None)
-        with self._lock:
+            outcome = self._loop.run_until_complete(task)
+        except asyncio.CancelledError:
             if self._cancelled:
                 return None
-            self._call = method(runtime_pb2.GetEventsRequest())
-            return self._call
+            raise
+        finally:
+            self._step = None
+        if isinstance(outcome, CriCallError):
+            raise outcome
+        return outcome
+
+    def _interrupt(self) -> None:
+        """On the loop: cancel the step in progress (a pending read cancels its call)."""
+        if self._step is not None:
+            self._step.cancel()
+
+    async def _subscribe(self, target: str) -> Union[bool, CriCallError]:
+        """Connect within the timeout and start the call."""
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), self.timeout)
+        except asyncio.TimeoutError:
+            return CriCallError(self.endpoint, CALL, Failure.TIMEOUT,
+                                f"not connected within {self.timeout:g}s")
+        self._call = self._channel.unary_stream(
+            SERVICE + CALL, request_serializer=serialize,
+            response_deserializer=None)(runtime_pb2.GetEventsRequest())
+        return True
+
+    async def _read(self) -> Union[bytes, CriCallError]:
+        """The next message's bytes, or why the stream failed or ended."""
+        assert self._call is not None
+        try:
+            data = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            exc.__traceback__ = None  # grpcio 1.51: its frames and the error form a cycle
+            return self._failure(exc)
+        if data is grpc.aio.EOF:
+            return CriCallError(self.endpoint, CALL, Failure.UNAVAILABLE, "event stream ended")
+        return bytes(data)
+
+    def _failure(self, exc: grpc.aio.AioRpcError) -> CriCallError:
+        """A CriCallError for grpc.aio's error (client.rpc_failure takes only grpc.Call)."""
+        code, details = exc.code(), exc.details() or ""
+        if code is grpc.StatusCode.UNIMPLEMENTED:
+            return CriUnimplementedError(self.endpoint, CALL, Failure.UNIMPLEMENTED, details)
+        if code is grpc.StatusCode.UNAVAILABLE:
+            return CriCallError(self.endpoint, CALL, Failure.UNAVAILABLE,
+                                details or "runtime unavailable")
+        return CriCallError(self.endpoint, CALL, Failure.RPC_ERROR, f"{code.name}: {details}")
 
     def _close(self) -> None:
+        """Close the channel (cancelling its call) and the loop; drop every grpc object."""
         with self._lock:
-            channel, self._channel, self._call = self._channel, None, None
-        if channel is not None:
-            channel.close()
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        channel, self._channel, self._call = self._channel, None, None
+        try:
+            if channel is not None:
+                loop.run_until_complete(channel.close())
+        finally:
+            loop.close()
 
 
 def _event(message: runtime_pb2.ContainerEventResponse) -> ContainerEvent:
