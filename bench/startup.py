@@ -23,7 +23,7 @@ def time_to_ready(work: str, python_flags: tuple[str, ...] = ()) -> tuple[float,
         try:
             rig.start_cri()
             rig.start(python_flags)
-            return rig.wait_ready(), rig.stderr()
+            return rig.wait_ready().after_s, rig.stderr()
         finally:
             rig.close()
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from bench.report import Section, load_now
 from bench.rig import PODS, Rig, sample
-from tests import crifake
 from tests.hosttree import HostTree
 
 QUIET_S = 3.0
@@ -58,15 +57,6 @@ def wait_quiet(rig: Rig, since: float, limit_s: float) -> float:
     return rig.messages[-1][0]
 
 
-def crash_instance_manager(rig: Rig, pod_dir: str) -> None:
-    """The instance-manager container is SIGKILLed: CRI says exited (and sends the event), its pod goes."""
-    container = rig.cri_state["containers"][0]
-    container["state"] = "CONTAINER_EXITED"
-    rig.cri_state["events"].append({"container_id": container["id"], "type": "CONTAINER_STOPPED_EVENT"})
-    rig.push_cri()
-    os.rmdir(pod_dir)
-
-
 def burst(pods: str, events: int, at_half: object) -> float:
     """events/2 pod directories created, then deleted; `at_half()` runs half-way through the creates."""
     pairs = events // 2
@@ -87,11 +77,7 @@ def run(work: str, events: int) -> Section:
     with tempfile.TemporaryDirectory(dir=work, prefix="e") as base:
         rig = Rig(Path(base), CONFIG)
         try:
-            sandbox, containers = crifake.im_pod(created_at_ns=time.time_ns() - 3600 * 10**9)
-            rig.cri_state["sandboxes"].append(sandbox)
-            rig.cri_state["containers"].extend(containers)
-            pod_dir = rig.tree.p(f"{PODS}/{sandbox['metadata']['uid']}")
-            os.makedirs(pod_dir)
+            _, pod_dir = rig.add_im()
             volume = rig.tree.add_longhorn_volume("pvc-storm")
             lvm = rig.tree.add_lvm()
             rig.start_cri()
@@ -101,7 +87,7 @@ def run(work: str, events: int) -> Section:
             load = load_now()
             stop = threading.Event()
             listener = listen(rig, stop)
-            took = burst(rig.tree.p(PODS), events, lambda: crash_instance_manager(rig, pod_dir))
+            took = burst(rig.tree.p(PODS), events, lambda: rig.crash_im(pod_dir))
             last = wait_quiet(rig, since=before.at + took, limit_s=120.0)
             stop.set()
             listener.join()

@@ -5,160 +5,30 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
 
 import pytest
 
-from lhsweep.state import read_state
-from tests import crifake
-from tests.hosttree import HostTree
-
-REPO = Path(__file__).resolve().parent.parent
-FAKES = REPO / "tests" / "fakes"
-PODS = "/var/lib/kubelet/pods"
+from tests.daemonrig import PODS, REPO, Rig
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="host trees need mknod (root)")
 
-
-class Rig:
-    """One daemon under test with everything it talks to."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.tree = HostTree(str(base / "h"))
-        os.makedirs(self.tree.p(PODS), exist_ok=True)
-        self.cri_state = crifake.empty_state()
-        self.cri_file = str(base / "cri.json")
-        self.cri_socket = str(base / "cri.sock")
-        self.state_dir = str(base / "state")
-        self.config_path = str(base / "lhsweep.toml")
-        self.metrics_file = str(base / "lhsweep.prom")
-        self.write_config()
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(str(base / "notify.sock"))
-        self.messages: list[tuple[float, str]] = []
-        self.stderr_path = base / "daemon.stderr"
-        self.cri: Optional[subprocess.Popen[str]] = None
-        self.daemon: Optional[subprocess.Popen[bytes]] = None
-
-    def write_config(self, **sections: str) -> None:
-        """The test config; `sections` replace whole [section] bodies."""
-        body = {
-            "cri": f'endpoints = ["unix://{self.cri_socket}"]\ntimeout = 2\npoll_interval = 0.5',
-            "sweep": "grace_period = 0\naction_timeout = 1",
-            "daemon": "debounce = 0.1\nresync_interval = 3600",
-            "metrics": f'file = "{self.metrics_file}"',
-            "state": f'dir = "{self.state_dir}"',
-        }
-        body.update(sections)
-        text = "".join(f"[{name}]\n{lines}\n" for name, lines in body.items())
-        Path(self.config_path).write_text(text, encoding="utf-8")
-
-    def add_im(self, container_state: str = "CONTAINER_RUNNING") -> tuple[dict[str, Any], str]:
-        """An instance-manager in the runtime with its pod directory; (sandbox, pod dir)."""
-        sandbox, containers = crifake.im_pod(container_state=container_state,
-                                             created_at_ns=time.time_ns() - 3600 * 10**9)
-        self.cri_state["sandboxes"].append(sandbox)
-        self.cri_state["containers"].extend(containers)
-        pod_dir = self.tree.p(f"{PODS}/{sandbox['metadata']['uid']}")
-        os.makedirs(pod_dir)
-        self.push_cri()
-        return sandbox, pod_dir
-
-    def push_cri(self) -> None:
-        """Hand the runtime state to the fake CRI server (it reloads the file)."""
-        crifake.write_state(self.cri_file, self.cri_state)
-
-    def start_cri(self) -> None:
-        """Start the fake CRI server subprocess and wait until it serves."""
-        self.push_cri()
-        self.cri = subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "crifake.py"), "--socket", self.cri_socket,
-             "--state", self.cri_file], stdout=subprocess.PIPE, text=True, cwd=REPO)
-        assert self.cri.stdout is not None
-        assert self.cri.stdout.readline().strip() == "ready"
-
-    def start(self, **env: str) -> None:
-        """Start the daemon (through the CLI entry point) with the fake tools on PATH."""
-        full_env = dict(os.environ, PATH=f"{FAKES}:{os.environ['PATH']}",
-                        LHSWEEP_FAKE_ROOT=self.tree.root, NOTIFY_SOCKET=str(self.base / "notify.sock"),
-                        PYTHONPATH=str(REPO), **env)
-        with open(self.stderr_path, "wb") as err:
-            self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "lhsweep.cli", "--config", self.config_path,
-                 "--host-root", self.tree.root, "--log-target", "stderr", "daemon"],
-                env=full_env, stderr=err, cwd=REPO)
-
-    def wait_message(self, want: Callable[[str], bool], timeout: float = 20.0) -> str:
-        """Read notify datagrams until one satisfies `want`; fails after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.notify.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                text = self.notify.recv(65536).decode()
-            except socket.timeout:
-                break
-            self.messages.append((time.monotonic(), text))
-            if want(text):
-                return text
-        raise AssertionError(f"no such notify message; got {[m for _, m in self.messages][-5:]}")
-
-    def wait_ready(self) -> str:
-        """The READY=1 datagram's STATUS text."""
-        text = self.wait_message(lambda m: "READY=1" in m.splitlines())
-        return text.split("STATUS=", 1)[1]
-
-    def state(self) -> dict[str, Any]:
-        """The daemon's state file."""
-        state = read_state(self.state_dir)
-        assert state is not None
-        return state
-
-    def wait_state(self, want: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
-        """Poll the state file until `want` holds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = read_state(self.state_dir)
-            if state is not None and want(state):
-                return state
-            time.sleep(0.05)
-        raise AssertionError(f"state never matched; last: {read_state(self.state_dir)}")
-
-    def calls(self) -> list[list[str]]:
-        """The fake tools' calls so far."""
-        path = self.tree.p("/.fake/calls.log")
-        if not os.path.exists(path):
-            return []
-        with open(path, encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-
-    def removes(self) -> list[list[str]]:
-        """Only the removal calls."""
-        return [c for c in self.calls() if c[1:2] in (["remove"], ["disconnect"])]
-
-    def stderr(self) -> str:
-        """What the daemon logged."""
-        return self.stderr_path.read_text(encoding="utf-8")
-
-    def close(self) -> None:
-        """Stop whatever still runs."""
-        for proc in (self.daemon, self.cri):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self.notify.close()
+# Short waits and timeouts so the tests run fast; every other setting is lhsweep's default.
+TEST_CONFIG = {
+    "cri": "timeout = 2\npoll_interval = 0.5",
+    "sweep": "grace_period = 0\naction_timeout = 1",
+    "daemon": "debounce = 0.1\nresync_interval = 3600",
+}
 
 
 @pytest.fixture
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """A rig in a short temporary directory (unix socket paths are limited to 107 bytes)."""
-    made = Rig(tmp_path_factory.mktemp("d"))
+    made = Rig(tmp_path_factory.mktemp("d"), TEST_CONFIG)
     try:
         yield made
     finally:
@@ -170,17 +40,12 @@ def test_ready_after_boot_sweep_then_pod_loss_removes_leftovers(rig: Rig) -> Non
     vol = rig.tree.add_longhorn_volume("pvc-a")
     rig.start_cri()
     rig.start()
-    status = rig.wait_ready()
+    status = rig.wait_ready().status
     assert status.startswith("sweep 1: 0 removed") and "1 live instance-manager" in status
     assert rig.state()["sweep_number"] == 1  # written before READY
     assert rig.removes() == []
 
-    container = rig.cri_state["containers"][0]
-    container["state"] = "CONTAINER_EXITED"
-    rig.cri_state["events"].append({"container_id": container["id"],
-                                    "type": "CONTAINER_STOPPED_EVENT"})
-    os.rmdir(pod_dir)
-    rig.push_cri()
+    rig.crash_im(pod_dir)
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0)
     assert state["triggers"] and set(state["triggers"]) <= {"pod-dir", "cri-event", "uevent"}
     assert ["dmsetup", "remove", "pvc-a"] in rig.removes()
@@ -232,7 +97,7 @@ def test_sighup_with_broken_config_keeps_old_config_and_serving(rig: Rig) -> Non
     assert rig.daemon is not None
     rig.write_config(daemon="debounce = -3")
     rig.daemon.send_signal(signal.SIGHUP)
-    status = rig.wait_ready()
+    status = rig.wait_ready().status
     assert "reload failed" in status and "daemon.debounce" in status
     assert rig.daemon.poll() is None
     os.mkdir(rig.tree.p(f"{PODS}/after-bad-reload"))
@@ -270,7 +135,7 @@ def test_hung_dmsetup_neither_stops_watchdog_nor_later_sweeps(rig: Rig) -> None:
 def test_runtime_unknown_at_boot_is_ready_removes_nothing_and_retries(rig: Rig) -> None:
     rig.tree.add_longhorn_volume("pvc-u", backing_gone=True)
     rig.start()
-    status = rig.wait_ready()
+    status = rig.wait_ready().status
     assert "runtime unknown" in status and "retrying in 1s, nothing removed" in status
     assert rig.removes() == []
     rig.start_cri()
