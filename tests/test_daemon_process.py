@@ -161,3 +161,16 @@ def test_bad_config_exits_78_with_one_line(rig: Rig) -> None:
     assert rig.daemon.wait(timeout=20) == 78
     lines = rig.stderr().strip().splitlines()
     assert len(lines) == 1 and rig.config_path in lines[0] and "sweep.action_timeout" in lines[0]
+
+
+def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig: Rig) -> None:
+    """A young leftover is kept at first; the daemon looks again when its grace period ends."""
+    rig.write_config(sweep="grace_period = 3\naction_timeout = 1")
+    rig.tree.add_longhorn_volume("pvc-young")
+    rig.start_cri()
+    rig.start()
+    assert rig.wait_ready().status.startswith("sweep 1: 0 removed")
+    assert rig.removes() == []
+    state = rig.wait_state(lambda s: s["counts"]["removed"] > 0, timeout=20)
+    assert state["triggers"] == ["resync"]  # no pod-dir, uevent or CRI event: the grace timer
+    assert ["dmsetup", "remove", "pvc-young"] in rig.removes()
