@@ -103,7 +103,7 @@ class Actor:
                 return self.runner.run(["nvme", "disconnect", "--nqn", entry.name])
             return self._unlink_node(entry)
 
-    # ------------------------------------------------------------ re-checks (rule 5)
+    # ------------------------------------------------------------ re-checks (rule recheck-before-action)
 
     def _recheck_dm(self, entry: Entry) -> None:
         dm = read_dm_device(self.host, entry.name, self.dm_control)
@@ -138,7 +138,7 @@ class Actor:
             self._same_node(dir_fd, entry)
 
     def _same_node(self, dir_fd: int, entry: Entry) -> None:
-        """Rule 6: lstat relative to the directory fd; only the very block node planned qualifies."""
+        """Rule no-links-block-nodes-only: lstat at the directory fd; only the very block node planned."""
         try:
             st = os.stat(entry.name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -184,7 +184,7 @@ class Actor:
 
     @contextlib.contextmanager
     def _longhorn_locks(self, volume: str) -> Iterator[None]:
-        """Rule 4: take go-spdk-helper's per-volume and global flocks without waiting."""
+        """Rule respect-live-instance-manager: go-spdk-helper's volume and global flocks, no waiting."""
         with contextlib.ExitStack() as stack:
             for path in (volume_lock_path(volume), LEGACY_LOCK):
                 stack.enter_context(self._flock(path))

@@ -99,7 +99,7 @@ def _sweep(config: Config, host: HostRoot, args: argparse.Namespace) -> int:
 
 
 def _journal(report: SweepReport, log_target: str) -> None:
-    """Rule 8 for one-shot sweeps: decisions go to journald too (stderr only when asked for)."""
+    """Rule log-every-decision for one-shot sweeps: to journald too (stderr only when asked for)."""
     from lhsweep.journal import DecisionLog, open_journal  # noqa: PLC0415
     from lhsweep.state import summary_line  # noqa: PLC0415
 

@@ -228,7 +228,7 @@ class Verdict(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Identity:
-    """What must still be true of an object right before it is removed (rule 5)."""
+    """What must still be true of an object right before it is removed (rule recheck-before-action)."""
 
     name: str
     dev: Optional[DevNum] = None

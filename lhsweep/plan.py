@@ -197,7 +197,7 @@ def _single(dm: DmDevice, target_type: str) -> bool:
 
 
 def _owner_reason(ctx: _Context, dm: DmDevice) -> tuple[bool, str]:
-    """Rule 1: prove a dm device is a Longhorn V2 frontend; (owned, why)."""
+    """Rule prove-ownership: prove a dm device is a Longhorn V2 frontend; (owned, why)."""
     pattern = ctx.config.excluded(dm.name)
     if pattern:
         return False, f"excluded by sweep.exclude pattern {pattern!r}"
@@ -262,7 +262,7 @@ def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice],
 
 def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
               backing_present: bool) -> Optional[tuple[Verdict, str]]:
-    """Rules 3 and 4: the verdict when runtime or a live instance-manager decides, else None."""
+    """Rules unknown-runtime-acts-not and respect-live-instance-manager: a verdict, else None."""
     if ctx.runtime.state is not RuntimeState.KNOWN:
         return Verdict.UNKNOWN, f"runtime unknown: {ctx.runtime.reason}"
     if age_ns is not None and ctx.now_ns - age_ns < ctx.grace_ns:
@@ -290,7 +290,7 @@ def _stale_because(ctx: _Context) -> str:
 
 
 def _dm_busy(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> list[str]:
-    """Rule 2: why the device (or its child) is in use; empty when it is not."""
+    """Rule never-touch-busy: why the device (or its child) is in use; empty when it is not."""
     reasons: list[str] = []
     for member in ([child] if child else []) + [dm]:
         reasons += _busy_reasons(ctx, member, allowed_holders=_kernel_names(ctx, child))
@@ -350,7 +350,7 @@ def _plan_node(ctx: _Context, node: LonghornNode, dm: dict[str, _Draft]) -> _Dra
 
 def _node_target(ctx: _Context, node: LonghornNode, rdev: DevNum, dm: dict[str, _Draft],
                  draft: _Draft) -> None:
-    """Rule 9: resolve a node by its device number; its name never vouches for that device."""
+    """Rule node-name-matches-device: resolve a node by its device number, never by its name."""
     target = ctx.idx.dm_by_dev.get(rdev)
     if target is not None and target.name in (node.name, node.name + ENCRYPTED_SUFFIX):
         _follow_dm(dm[target.name], dm, draft)

@@ -1,4 +1,4 @@
-"""Bounded runs of host tools (dmsetup, nvme): a stuck child is reported and abandoned, never awaited."""
+"""Bounded runs of dmsetup/nvme: a stuck child is reported, abandoned (rule never-block-main-loop)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """HostTree: fake hosts for tests, built from what Longhorn, LUKS, LVM and multipath leave on a node.
 
-The layout is what a real kernel shows (see DESIGN.md); tests/fakes/kerneltree.py keeps it
+The layout is what a real kernel shows (see docs/design.md); tests/fakes/kerneltree.py keeps it
 consistent and the fake dmsetup/nvme tools act on the same tree.
 """
 

@@ -8,7 +8,7 @@ device, namespace head, hidden per-path disk, controller, subsystem, /dev nodes)
 numbers and names replaced by placeholders.
 
 Compared: every directory, link (with its target's shape) and device node, and the values of the
-attribute files lhsweep reads or DESIGN.md states as facts; the other attribute files (stat,
+attribute files lhsweep reads or docs/design.md states as facts; the other attribute files (stat,
 alignment_offset, ...) only in one direction: the fake must not have files the kernel lacks.
 """
 
@@ -27,7 +27,7 @@ GUEST_LIB = Path(__file__).resolve().parent / "vm" / "guest"
 DATA = Path(__file__).resolve().parent / "vm" / "data"
 VOLUME = "pvc-smoke"
 NQN = "nqn.2023-01.io.longhorn.spdk:pvc-smoke-e-f4535d45"  # as recorded
-# Attribute files whose values are compared: what lhsweep reads, and what DESIGN.md relies on
+# Attribute files whose values are compared: what lhsweep reads, and what docs/design.md relies on
 # (ctrl_loss_tmo is not: it is whatever `nvme connect` asked for, 5 s in the recording).
 VALUES = frozenset({
     "dm/name", "dm/uuid", "dm/suspended", "dev", "subsysnqn", "state", "transport", "address",

@@ -1,4 +1,4 @@
-"""The plan on hand-made inventories: each rule of DESIGN.md, case by case."""
+"""The plan on hand-made inventories: each rule of docs/design.md, case by case."""
 
 from __future__ import annotations
 

@@ -193,7 +193,7 @@ def test_a_held_longhorn_lock_skips_the_volume_until_released(rig: Rig) -> None:
 
 
 def test_a_device_recreated_after_planning_is_not_removed(rig: Rig) -> None:
-    """Rule 5: the re-check compares device numbers; a re-created device of the same name stays."""
+    """Rule recheck-before-action: device numbers are compared; a re-created same-name device stays."""
     rig.tree.add_longhorn_volume("pvc-re")
     host = HostRoot(rig.tree.root)
     plan = scan(load(str(rig.config)), host).plan

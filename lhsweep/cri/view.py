@@ -21,7 +21,7 @@ def query_runtime(config: Config) -> RuntimeView:
     """Query the first CRI endpoint that answers Version; never raises."""
     try:
         return _query(config)
-    except Exception as exc:  # rule 3: a bug here must still mean "unknown", never "no pods"
+    except Exception as exc:  # rule unknown-runtime-acts-not: a bug is "unknown", not "no pods"
         return _unknown(f"CRI query failed unexpectedly: {type(exc).__name__}: {one_line(str(exc))}")
 
 

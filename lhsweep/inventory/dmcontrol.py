@@ -48,7 +48,7 @@ class DmControl(Protocol):
 def parse_target(start: int, length: int, target_type: str, params: str) -> DmTarget:
     """Reduce one table line to a DmTarget, keeping only the backing device of linear/crypt.
 
-    The parameters are dropped here and never stored: a crypt table carries its key.
+    Rule never-log-dm-table: the parameters are dropped here, never stored (a crypt table has its key).
     """
     backing = None
     index = _BACKING_FIELD.get(target_type)

@@ -147,7 +147,7 @@ def build_payload(directory: Path, scenarios: list[Scenario], deb: Optional[Path
 
 
 def qemu_argv(image: GuestImage, payload: Path, out_dir: Path) -> list[str]:
-    """The qemu command line TEST-HOSTS.md records as working here (TCG, two serial files)."""
+    """The qemu command line docs/vm.md records as working here (TCG, two serial files)."""
     return [
         "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "1024", "-smp", "2",
         "-kernel", str(image.kernel), "-initrd", str(image.initrd),

@@ -24,7 +24,7 @@ SUITE = "bookworm"
 ROOT_SIZE = "3G"
 HOSTNAME = "lhvm"
 
-# Guest packages: the TEST-HOSTS.md base, the tools the scenarios drive, lhsweep's Debian deps.
+# Guest packages: the base of docs/vm.md, the tools the scenarios drive, lhsweep's Debian deps.
 PACKAGES = (
     *("systemd", "systemd-sysv", "udev", "dbus", "dmsetup", "kmod", "python3", "util-linux", "iproute2"),
     *("procps", "nvme-cli", "containerd", "runc", "busybox-static", "cryptsetup-bin", "lvm2", "e2fsprogs"),

@@ -1,5 +1,5 @@
 """Smoke test on a real kernel: the guest boots, Longhorn V2 devices and an instance-manager pod are
-made for real, and a crash leaves exactly the leftovers DESIGN.md describes."""
+made for real, and a crash leaves exactly the leftovers docs/design.md describes."""
 
 from __future__ import annotations
 

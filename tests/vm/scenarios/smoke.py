@@ -1,4 +1,4 @@
-"""Guest scenario: the harness works and a crashed instance-manager leaves what DESIGN.md describes.
+"""Guest scenario: the harness works and a crashed instance-manager leaves what docs/design.md describes.
 
 Checks dm-mod, a Longhorn V2 volume made like go-spdk-helper makes it, the foreign devices around
 it, an instance-manager pod under real containerd listed by CRI, and the leftovers after SIGKILL +

@@ -22,7 +22,7 @@ IMAGE = "docker.io/library/lhvm-busybox:1"
 NAMESPACE = "longhorn-system"
 KUBELET_PODS = "/var/lib/kubelet/pods"
 CONFIG_PATH = "/etc/containerd/config.toml"
-# TEST-HOSTS.md: restrict_oom_score_adj (no CAP_SYS_RESOURCE), the pause image is our local busybox.
+# docs/vm.md: restrict_oom_score_adj (no CAP_SYS_RESOURCE); the pause image is our local busybox.
 CONFIG = f"""version = 2
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
                     "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
