@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
-from lhsweep.inventory import DmControl, read_dm_device, read_mounts, read_subsystems
+from lhsweep.inventory import DmControl, read_dm_device, read_mounts, read_subsystems, select_dm_control
 from lhsweep.longhorn import LEGACY_LOCK, volume_lock_path
 from lhsweep.model import (
     ActionOutcome,
@@ -50,10 +50,10 @@ class Actor:
     def execute(self, plan: Plan, dry_run: bool) -> tuple[ActionOutcome, ...]:
         """Remove every stale entry whose prerequisites went first; one outcome per removal."""
         done: set[tuple[Kind, str]] = set()
-        outcomes = []
-        for entry in plan.removals:
-            outcomes.append(self._one(entry, done, dry_run))
-        return tuple(outcomes)
+        try:
+            return tuple(self._one(entry, done, dry_run) for entry in plan.removals)
+        finally:
+            self.runner.close_helper()
 
     def _one(self, entry: Entry, done: set[tuple[Kind, str]], dry_run: bool) -> ActionOutcome:
         started = time.monotonic()
@@ -89,19 +89,33 @@ class Actor:
                 raise _Skip(f"an earlier {proc.argv[0]} (pid {proc.pid}) for it is still stuck")
 
     def _remove(self, entry: Entry, dry_run: bool) -> ToolResult:
-        recheck = {Kind.DM: self._recheck_dm, Kind.NODE: self._recheck_node, Kind.NVME: self._recheck_nvme}
-        # In a dry run the prerequisites stay, so only an entry without any can be re-checked.
-        if not (dry_run and entry.after):
-            recheck[entry.kind](entry)
         if dry_run:
+            # The prerequisites stay, so only an entry without any can be re-checked.
+            if not entry.after:
+                self._recheck(entry)
             raise _Satisfied("dry run: would remove")
         with self._longhorn_locks(entry.volume or entry.name):
-            recheck[entry.kind](entry)
             if entry.kind is Kind.DM:
-                return self.runner.run(["dmsetup", "remove", entry.name])
+                self._recheck_dm(entry)
+                return self._control().remove(entry.name, self.runner)
             if entry.kind is Kind.NVME:
-                return self.runner.run(["nvme", "disconnect", "--nqn", entry.name])
+                return self._disconnect(entry.name, self._recheck_nvme(entry))
             return self._unlink_node(entry)
+
+    def _recheck(self, entry: Entry) -> None:
+        if entry.kind is Kind.DM:
+            self._recheck_dm(entry)
+        elif entry.kind is Kind.NODE:
+            self._recheck_node(entry)
+        else:
+            self._recheck_nvme(entry)
+
+    def _control(self) -> DmControl:
+        """The dm control the inventory used, else the host's own (ioctl, else dmsetup)."""
+        control = self.dm_control if self.dm_control is not None else select_dm_control(self.host)[0]
+        if control is None:
+            raise _Skip("no dm control to remove it with (no /dev/mapper/control, no dmsetup)")
+        return control
 
     # ------------------------------------------------------------ re-checks (rule recheck-before-action)
 
@@ -149,7 +163,8 @@ class Actor:
         if rdev != entry.identity.dev or st.st_ino != entry.identity.inode:
             raise _Skip(f"replaced since it was planned (now {rdev}, inode {st.st_ino})")
 
-    def _recheck_nvme(self, entry: Entry) -> None:
+    def _recheck_nvme(self, entry: Entry) -> tuple[str, ...]:
+        """The subsystem's controllers, once it is known to be unused still."""
         found = [s for s in read_subsystems(self.host) if s.nqn == entry.name and s.controllers]
         if not found:
             raise _Satisfied("already gone")
@@ -157,6 +172,7 @@ class Actor:
         for ns in (ns for s in found for ns in s.namespaces):
             if ns.holders or ns.dev in mounts:
                 raise _Skip(f"became busy: {ns.name} is held or mounted")
+        return tuple(c.name for s in found for c in s.controllers)
 
     # ------------------------------------------------------------ removal helpers
 
@@ -181,6 +197,23 @@ class Actor:
             except OSError as exc:
                 return ToolResult(argv, 1, "", exc.strerror or str(exc), time.monotonic() - started)
         return ToolResult(argv, 0, "", "", time.monotonic() - started)
+
+    def _disconnect(self, nqn: str, controllers: tuple[str, ...]) -> ToolResult:
+        """Delete the subsystem's controllers through sysfs, as `nvme disconnect --nqn` does.
+
+        Each write goes through the kernel-call helper (a dead target can hold it in D state);
+        `nvme disconnect` is the fallback where the attribute is missing (a tree that is not sysfs).
+        """
+        attributes = [f"/sys/class/nvme/{name}/delete_controller" for name in controllers]
+        if not all(self.host.exists(a) for a in attributes):
+            return self.runner.run(["nvme", "disconnect", "--nqn", nqn])
+        result = ToolResult(("nvme-delete", nqn), 0, "", "", 0.0)
+        for name, attribute in zip(controllers, attributes):
+            request = {"op": "write", "path": self.host.path(attribute), "data": "1"}
+            result = self.runner.call_helper(("nvme-delete", nqn, name), request)
+            if not result.ok:
+                break
+        return result
 
     @contextlib.contextmanager
     def _longhorn_locks(self, volume: str) -> Iterator[None]:

@@ -1,13 +1,21 @@
-"""Bounded runs of dmsetup/nvme: a stuck child is reported, abandoned (rule never-block-main-loop)."""
+"""Bounded runs of host tools (dmsetup, nvme) and of the kernel-call helper: a stuck child is
+reported and abandoned, never awaited (rule never-block-main-loop)."""
 
 from __future__ import annotations
 
+import json
 import os
+import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+HELPER_SCRIPT = Path(__file__).with_name("opshelper.py")
 
 # After SIGKILL a child normally dies at once; one in D state (a dead NVMe target) may not.
 KILL_GRACE_S = 1.0
@@ -57,8 +65,9 @@ class ToolRunner:
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._stuck: dict[int, tuple[subprocess.Popen[str], StuckProcess]] = {}
+        self._stuck: dict[int, tuple[subprocess.Popen[Any], StuckProcess]] = {}
         self._lock = threading.Lock()
+        self._helper: Optional[subprocess.Popen[bytes]] = None
 
     def run(self, argv: list[str] | tuple[str, ...], timeout: float | None = None) -> ToolResult:
         """Run `argv` (no shell), wait at most `timeout` seconds, never longer than that plus a grace."""
@@ -94,7 +103,96 @@ class ToolRunner:
             return ToolResult(argv, None, "", "", time.monotonic() - started, True, True)
         return ToolResult(argv, proc.returncode, out, err, time.monotonic() - started, True)
 
-    def _abandon(self, proc: subprocess.Popen[str], argv: tuple[str, ...]) -> None:
+    def call_helper(self, label: tuple[str, ...], request: dict[str, Any],
+                    timeout: Optional[float] = None) -> ToolResult:
+        """Have the kernel-call helper (lhsweep/opshelper.py) do `request`, waiting at most `timeout`.
+
+        The helper lives across calls (one process for a whole sweep, not one per device) until
+        close_helper(); one that does not answer in time is killed, or abandoned as stuck under
+        `label` when it cannot die, and the next call starts a new one. The result reads like a
+        tool's: returncode 0 when the call succeeded, else 1 with the kernel's error as stderr.
+        """
+        limit = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        try:
+            helper = self._ensure_helper()
+            assert helper.stdin is not None
+            helper.stdin.write(json.dumps(request).encode() + b"\n")
+            helper.stdin.flush()
+        except OSError as exc:
+            self.close_helper()
+            return ToolResult(label, None, "", f"cannot run the kernel-call helper: {exc.strerror}", 0.0)
+        line = self._read_line(helper, started + limit)
+        if line is None:
+            self._helper = None
+            return self._kill_helper(helper, label, started)
+        return self._helper_result(label, line, time.monotonic() - started)
+
+    def close_helper(self) -> None:
+        """Let the helper end (it exits when its stdin closes); no-op when none runs."""
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        for stream in (helper.stdin, helper.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            helper.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self._kill_helper(helper, ("opshelper",), time.monotonic())
+
+    def _ensure_helper(self) -> subprocess.Popen[bytes]:
+        if self._helper is None or self._helper.poll() is not None:
+            self._helper = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(HELPER_SCRIPT)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self._helper
+
+    @staticmethod
+    def _read_line(helper: subprocess.Popen[bytes], deadline: float) -> Optional[bytes]:
+        """One answer line from the helper, None when it does not come before `deadline`."""
+        assert helper.stdout is not None
+        fd = helper.stdout.fileno()
+        chunks: list[bytes] = []
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return None
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return None
+                chunks.append(chunk)
+                if chunk.endswith(b"\n"):
+                    return b"".join(chunks)
+
+    @staticmethod
+    def _helper_result(label: tuple[str, ...], line: bytes, duration: float) -> ToolResult:
+        try:
+            reply = json.loads(line)
+            code, error = int(reply["errno"]), str(reply["error"])
+        except (ValueError, KeyError, TypeError):
+            return ToolResult(label, 1, "", "the kernel-call helper answered garbage", duration)
+        return ToolResult(label, 0 if code == 0 else 1, "", error, duration)
+
+    def _kill_helper(self, helper: subprocess.Popen[bytes], label: tuple[str, ...],
+                     started: float) -> ToolResult:
+        """Kill a helper that did not answer in time; abandon it when it cannot die."""
+        try:
+            os.killpg(helper.pid, signal.SIGKILL)
+        except OSError:
+            helper.kill()
+        try:
+            helper.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self._abandon(helper, label)
+            return ToolResult(label, None, "", "", time.monotonic() - started, True, True)
+        return ToolResult(label, None, "", "", time.monotonic() - started, True)
+
+    def _abandon(self, proc: subprocess.Popen[Any], argv: tuple[str, ...]) -> None:
         with self._lock:
             self._stuck[proc.pid] = (proc, StuckProcess(argv, proc.pid, time.time()))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -22,6 +22,7 @@ from lhsweep.inventory.dmioctl import (
     request_number,
 )
 from lhsweep.model import DevNum, DmTarget
+from lhsweep.tools import ToolResult, ToolRunner
 from tests.hosttree import FAKE_KEY, HostTree, fake_host
 
 KEY = "c0ffee" * 10 + "beef"
@@ -270,3 +271,30 @@ def test_both_dm_controls_give_the_same_inventory(tmp_path, monkeypatch: pytest.
     assert through_ioctl == through_dmsetup
     assert through_ioctl.problems == () and len(through_ioctl.dm_devices) == 6
     assert FAKE_KEY not in repr(through_ioctl)
+
+
+class RecordingRunner(ToolRunner):
+    """Records helper requests instead of running them."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.requests: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+
+    def call_helper(self, label: tuple[str, ...], request: dict[str, Any],
+                    timeout: Optional[float] = None) -> ToolResult:
+        self.requests.append((label, request))
+        return ToolResult(label, 0, "", "", 0.0)
+
+
+def test_ioctl_removal_asks_dm_dev_remove_by_name_never_deferred(control_file: str) -> None:
+    runner = RecordingRunner()
+    assert IoctlDmControl(control_file).remove("pvc-1", runner).ok
+    [(label, request)] = runner.requests
+    assert label == ("dm-remove", "pvc-1")
+    assert request["op"] == "ioctl" and request["path"] == control_file
+    assert request["request"] == 0xC138FD04  # _IOWR(0xFD, DM_DEV_REMOVE_CMD = 4, struct dm_ioctl)
+    raw = bytes.fromhex(request["buf"])
+    header = decode_header(raw)
+    assert header.name == "pvc-1" and header.version == (4, 0, 0)
+    # No DM_DEFERRED_REMOVE (1 << 17) nor any other flag: the kernel refuses an open device.
+    assert struct.unpack_from("=I", raw, OFF_FLAGS)[0] == 0

@@ -17,6 +17,7 @@ import pytest
 from lhsweep.act import Actor
 from lhsweep.config import load
 from lhsweep.host import HostRoot
+from lhsweep.inventory import read_subsystems
 from lhsweep.sweep import scan
 from lhsweep.tools import ToolRunner
 from tests.crifake import FakeCri, im_pod
@@ -148,7 +149,8 @@ def test_sweep_removes_child_first_then_node_then_controller(rig: Rig) -> None:
     assert [(a["kind"], a["name"], a["result"]) for a in report["actions"]] == [
         ("dm", "pvc-enc-encrypted", "removed"), ("dm", "pvc-enc", "removed"),
         ("node", "pvc-enc", "removed"), ("nvme", vol.nqn, "removed")]
-    assert [c[1:] for c in rig.calls("remove")] == [["remove", "pvc-enc-encrypted"], ["remove", "pvc-enc"]]
+    assert [c[1:] for c in rig.calls("remove")] == [
+        ["remove", "--", "pvc-enc-encrypted"], ["remove", "--", "pvc-enc"]]
     assert [c[1:] for c in rig.calls("disconnect")] == [["disconnect", "--nqn", vol.nqn]]
     assert FAKE_KEY not in done.stdout
     after = rig.json("scan")
@@ -236,3 +238,18 @@ def test_one_shot_sweep_logs_its_decisions_when_asked(rig: Rig) -> None:
     assert any("removed stale node pvc-old" in line for line in lines), done.stderr
     busy = next(line for line in lines if "dm pvc-log is a busy leftover" in line)
     assert 'holder="pvc-log is open 1 time(s); pvc-log is mounted on' in busy
+
+
+def test_controllers_go_through_sysfs_delete_controller_where_the_kernel_has_it(rig: Rig) -> None:
+    rig.add_exited_im()
+    vol = rig.tree.add_longhorn_volume("pvc-sysfs")
+    [subsystem] = [s for s in read_subsystems(HostRoot(rig.tree.root)) if s.nqn == vol.nqn]
+    attributes = [Path(rig.tree.p(f"/sys/class/nvme/{c.name}/delete_controller"))
+                  for c in subsystem.controllers]
+    for attribute in attributes:
+        attribute.write_text("")
+    report = rig.json("sweep")
+    assert ("nvme", vol.nqn, "removed") in [(a["kind"], a["name"], a["result"]) for a in report["actions"]]
+    # As `nvme disconnect --nqn` does it, in-process: "1" into each controller's attribute.
+    assert [a.read_text() for a in attributes] == ["1"] * len(attributes) and attributes
+    assert rig.calls("disconnect") == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from lhsweep.tools import ToolRunner
 
@@ -27,3 +29,67 @@ def test_a_missing_program_is_a_failed_result_not_an_exception() -> None:
     result = ToolRunner(1).run(["/nonexistent/dmsetup", "remove", "x"])
     assert result.returncode is None and not result.ok
     assert result.summary().startswith("cannot run /nonexistent/dmsetup")
+
+
+def write(path: Path) -> dict[str, str]:
+    """A helper request writing "1" to `path`."""
+    return {"op": "write", "path": str(path), "data": "1"}
+
+
+def test_the_helper_writes_an_attribute_and_reports_kernel_errors(tmp_path) -> None:
+    runner = ToolRunner(5)
+    attribute = tmp_path / "delete_controller"
+    attribute.write_text("")
+    try:
+        done = runner.call_helper(("nvme-delete", "nvme0"), write(attribute))
+        ioctl = {"op": "ioctl", "path": str(attribute), "request": 0xC138FD04, "buf": "00"}
+        refused = runner.call_helper(("dm-remove", "pvc-1"), ioctl)
+        missing = runner.call_helper(("nvme-delete", "nvme9"), write(tmp_path / "gone"))
+    finally:
+        runner.close_helper()
+    assert done.ok and attribute.read_text() == "1"
+    # A regular file has no ioctls: the kernel's answer comes back as the call's failure.
+    assert not refused.ok and refused.summary() == "dm-remove exited 1: Inappropriate ioctl for device"
+    assert not missing.ok and "No such file" in missing.summary()
+
+
+def test_one_helper_serves_a_whole_sweep(tmp_path) -> None:
+    runner = ToolRunner(5)
+    attribute = tmp_path / "attr"
+    attribute.write_text("")
+    request = write(attribute)
+    try:
+        runner.call_helper(("a",), request)
+        first = runner._helper
+        runner.call_helper(("b",), request)
+        assert runner._helper is first and first is not None and first.poll() is None
+    finally:
+        runner.close_helper()
+    assert first.poll() == 0 and runner._helper is None
+
+
+def test_a_helper_call_past_its_timeout_is_killed_and_the_next_call_gets_a_new_helper(tmp_path) -> None:
+    fifo = tmp_path / "never-read"
+    os.mkfifo(fifo)
+    attribute = tmp_path / "attr"
+    attribute.write_text("")
+    runner = ToolRunner(0.5)
+    try:
+        # Opening a FIFO with no reader blocks, as a removal stuck in the kernel would.
+        hung = runner.call_helper(("dm-remove", "pvc-1"), write(fifo))
+        after = runner.call_helper(("dm-remove", "pvc-2"), write(attribute))
+    finally:
+        runner.close_helper()
+    assert hung.timed_out and not hung.ok and "dm-remove timed out" in hung.summary()
+    assert runner.stuck() == ()  # SIGKILL ended it: nothing left behind
+    assert after.ok and attribute.read_text() == "1"
+
+
+def test_a_bad_request_is_an_error_answer_not_a_dead_helper() -> None:
+    runner = ToolRunner(5)
+    try:
+        bad = runner.call_helper(("x",), {"op": "format-disk"})
+        assert not bad.ok and "bad request" in bad.stderr
+        assert runner._helper is not None and runner._helper.poll() is None
+    finally:
+        runner.close_helper()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from lhsweep.model import DevNum, DmTarget
+from lhsweep.tools import ToolResult, ToolRunner
 
 # Target types whose parameters name a backing device, and that field's index.
 _BACKING_FIELD = {"linear": 0, "crypt": 3}
@@ -32,7 +33,7 @@ class DmState:
 
 
 class DmControl(Protocol):
-    """Reads dm tables, open counts and flags; both methods raise HostReadError when they cannot."""
+    """Reads dm tables, open counts and flags (raising HostReadError when it cannot), and removes."""
 
     source: str
 
@@ -42,6 +43,10 @@ class DmControl(Protocol):
 
     def read_one(self, name: str) -> Optional[DmState]:
         """The device called `name`, None when there is none."""
+        ...
+
+    def remove(self, name: str, runner: ToolRunner) -> ToolResult:
+        """Remove the device `name` through `runner`'s bounded calls: never forced, never deferred."""
         ...
 
 

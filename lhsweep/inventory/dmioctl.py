@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from lhsweep.errors import HostReadError
 from lhsweep.inventory.dmcontrol import DmState, parse_target
 from lhsweep.model import DevNum, DmTarget
+from lhsweep.tools import ToolResult, ToolRunner
 
 # struct dm_ioctl: u32 version[3], data_size, data_start, target_count; s32 open_count;
 # u32 flags, event_nr, padding; u64 dev; char name[128], uuid[129], data[7]  -> 312 bytes.
@@ -26,6 +27,7 @@ NAME_LIST = struct.Struct("=QI")
 DM_IOCTL_MAGIC = 0xFD
 DM_VERSION_CMD = 0
 DM_LIST_DEVICES_CMD = 2
+DM_DEV_REMOVE_CMD = 4
 # DM_TABLE_STATUS also fills in what DM_DEV_STATUS would (open count, flags, dev), so one
 # call a device answers both.
 DM_TABLE_STATUS_CMD = 12
@@ -170,6 +172,17 @@ class IoctlDmControl:
         """One device by name; None when there is none."""
         with self._session() as fd:
             return self._status(fd, name)
+
+    def remove(self, name: str, runner: ToolRunner) -> ToolResult:
+        """DM_DEV_REMOVE by name through the kernel-call helper (flags 0: not deferred, not forced).
+
+        The kernel refuses with EBUSY while the device is open; udev removes the /dev/mapper
+        link on the remove uevent, as it does after `dmsetup remove`.
+        """
+        request = {"op": "ioctl", "path": self.control_path,
+                   "request": request_number(DM_DEV_REMOVE_CMD),
+                   "buf": encode_request(HEADER.size, name).hex()}
+        return runner.call_helper(("dm-remove", name), request)
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[int]:

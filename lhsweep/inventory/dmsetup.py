@@ -7,7 +7,7 @@ from typing import Optional
 from lhsweep.errors import HostReadError
 from lhsweep.inventory.dmcontrol import DmState, parse_target
 from lhsweep.model import DevNum, DmTarget
-from lhsweep.tools import ToolRunner
+from lhsweep.tools import ToolResult, ToolRunner
 
 DEFAULT_TIMEOUT_S = 10.0
 _NO_DEVICES = "No devices found"
@@ -49,6 +49,10 @@ class DmsetupDmControl:
         if len(infos) != 1 or infos[0].name != name:
             raise HostReadError(f"dmsetup info {name}: unexpected answer")
         return infos[0].with_targets(parse_tables(table_text, name)[name])
+
+    def remove(self, name: str, runner: ToolRunner) -> ToolResult:
+        """`dmsetup remove -- <name>` (no --force, no --deferred), bounded by `runner`."""
+        return runner.run([self._dmsetup, "remove", "--", name])
 
     def _run(self, command: str, name: str = "") -> Optional[str]:
         """stdout of `dmsetup <command> [name]`; None when the named device does not exist."""
