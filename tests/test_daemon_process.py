@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lhsweep.host import HostRoot
+from lhsweep.inventory import read_subsystems
 from tests.daemonrig import PODS, REPO, Rig
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="host trees need mknod (root)")
@@ -174,3 +176,30 @@ def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig:
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0, timeout=20)
     assert state["triggers"] == ["resync"]  # no pod-dir, uevent or CRI event: the grace timer
     assert ["dmsetup", "remove", "--", "pvc-young"] in rig.removes()
+
+
+def test_a_hung_in_process_removal_is_reported_and_the_watchdog_keeps_going(rig: Rig) -> None:
+    """The kernel-call helper blocks (its controller's delete_controller is a FIFO nobody reads):
+    the call is cut at the action timeout and reported, pings go on, and a later sweep finishes."""
+    vol = rig.tree.add_longhorn_volume("pvc-k", with_node=False)
+    [subsystem] = [s for s in read_subsystems(HostRoot(rig.tree.root)) if s.nqn == vol.nqn]
+    attribute = rig.tree.p(f"/sys/class/nvme/{subsystem.controllers[0].name}/delete_controller")
+    os.mkfifo(attribute)
+    rig.start_cri()
+    rig.start(WATCHDOG_USEC="400000")
+    rig.wait_ready()
+    state = rig.wait_state(lambda s: s["counts"].get("failed", 0) > 0)
+    [failed] = [a for a in state["report"]["actions"] if a["result"] == "failed"]
+    assert failed["name"] == vol.nqn and "nvme-delete timed out" in failed["detail"]
+    time.sleep(1.0)
+    pings = [t for t, m in rig.messages if m == "WATCHDOG=1"]
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    assert len(pings) >= 3 and max(gaps) < 0.2 * 4, f"watchdog pings paused: {gaps}"
+    assert not [c for c in rig.calls() if c[0] == "nvme"], "the in-process path fell back to the nvme tool"
+
+    os.unlink(attribute)
+    Path(attribute).write_text("")
+    os.mkdir(rig.tree.p(f"{PODS}/later"))
+    rig.wait_state(lambda s: any(a["name"] == vol.nqn and a["result"] == "removed"
+                                 for a in s["report"]["actions"]))
+    assert Path(attribute).read_text() == "1"

@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from lhsweep.config import Config
 from lhsweep.daemon.wakeup import WakePipe
@@ -106,10 +106,19 @@ class TrackedRunner(ToolRunner):
     def run(self, argv: Union[list[str], tuple[str, ...]],
             timeout: Optional[float] = None) -> ToolResult:
         """Run `argv` like ToolRunner.run, unless the daemon is stopping."""
+        return self._tracked(tuple(argv), lambda: super(TrackedRunner, self).run(argv, timeout))
+
+    def call_helper(self, label: tuple[str, ...], request: dict[str, Any],
+                    timeout: Optional[float] = None) -> ToolResult:
+        """Like ToolRunner.call_helper, unless the daemon is stopping."""
+        return self._tracked(label, lambda: super(TrackedRunner, self).call_helper(label, request, timeout))
+
+    def _tracked(self, label: tuple[str, ...], call: Callable[[], ToolResult]) -> ToolResult:
+        """`call()` with progress noted before and after; refused once stopping."""
         if self.stopping:
-            return ToolResult(tuple(argv), None, "", "not started: lhsweep is stopping", 0.0)
+            return ToolResult(label, None, "", "not started: lhsweep is stopping", 0.0)
         self.last_progress = time.monotonic()
         try:
-            return super().run(argv, timeout)
+            return call()
         finally:
             self.last_progress = time.monotonic()
