@@ -14,7 +14,14 @@ from typing import Callable, Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
-from lhsweep.inventory import DmControl, read_dm_device, read_mounts, read_subsystems, select_dm_control
+from lhsweep.inventory import (
+    DmControl,
+    DmsetupDmControl,
+    read_dm_device,
+    read_mounts,
+    read_subsystems,
+    select_dm_control,
+)
 from lhsweep.longhorn import LEGACY_LOCK, volume_lock_path
 from lhsweep.model import (
     ActionOutcome,
@@ -46,6 +53,8 @@ class Actor:
     runner: ToolRunner
     dm_control: Optional[DmControl] = None
     should_stop: Callable[[], bool] = lambda: False
+    # Remove through dmsetup and nvme-cli rather than in-process (config sweep.removal = "tools").
+    use_tools: bool = False
 
     def execute(self, plan: Plan, dry_run: bool) -> tuple[ActionOutcome, ...]:
         """Remove every stale entry whose prerequisites went first; one outcome per removal."""
@@ -111,7 +120,9 @@ class Actor:
             self._recheck_nvme(entry)
 
     def _control(self) -> DmControl:
-        """The dm control the inventory used, else the host's own (ioctl, else dmsetup)."""
+        """dmsetup when asked for the tools, else the control the inventory used, else the host's own."""
+        if self.use_tools:
+            return DmsetupDmControl()
         control = self.dm_control if self.dm_control is not None else select_dm_control(self.host)[0]
         if control is None:
             raise _Skip("no dm control to remove it with (no /dev/mapper/control, no dmsetup)")
@@ -205,7 +216,7 @@ class Actor:
         `nvme disconnect` is the fallback where the attribute is missing (a tree that is not sysfs).
         """
         attributes = [f"/sys/class/nvme/{name}/delete_controller" for name in controllers]
-        if not all(self.host.exists(a) for a in attributes):
+        if self.use_tools or not all(self.host.exists(a) for a in attributes):
             return self.runner.run(["nvme", "disconnect", "--nqn", nqn])
         result = ToolResult(("nvme-delete", nqn), 0, "", "", 0.0)
         for name, attribute in zip(controllers, attributes):

@@ -36,6 +36,7 @@ class Config:
     sweep_dry_run: bool = False
     sweep_exclude: tuple[str, ...] = ()
     sweep_action_timeout: float = 30.0
+    sweep_removal: str = "kernel"
     daemon_resync_interval: float = 300.0
     daemon_debounce: float = 0.25
     metrics_file: str = "/var/lib/prometheus/node-exporter/lhsweep.prom"
@@ -122,6 +123,17 @@ def _string_list(check: Callable[[str], bool]) -> Callable[[Any], tuple[str, ...
     return convert
 
 
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError
+        if value not in allowed:
+            raise ValueError
+        return value
+
+    return convert
+
+
 def _is_endpoint(value: str) -> bool:
     path = value[len("unix://") :] if value.startswith("unix://") else value
     return path.startswith("/")
@@ -153,7 +165,10 @@ KEYS = (
     _Key("sweep", "exclude", "sweep_exclude", "a list of shell patterns without '/'",
          _string_list(_is_pattern), "names (dm, /dev/longhorn, NQN) matching these are never touched"),
     _Key("sweep", "action_timeout", "sweep_action_timeout", "seconds, more than 0 and at most 600",
-         _positive_seconds(600), "a dmsetup or nvme call running longer is reported stuck"),
+         _positive_seconds(600), "a removal call running longer is cut off and reported"),
+    _Key("sweep", "removal", "sweep_removal", '"kernel" or "tools"', _choice("kernel", "tools"),
+         'how removals are made: "kernel" in-process (dm ioctl, sysfs delete_controller, in one '
+         'helper process per sweep), "tools" through dmsetup and nvme-cli'),
     _Key("daemon", "resync_interval", "daemon_resync_interval",
          "seconds, at least 1 and at most 86400", _positive_seconds(86400),
          "the periodic full sweep when nothing else triggers one"),

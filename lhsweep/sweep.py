@@ -64,7 +64,8 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
                 ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume) for e in removals
             )
         else:
-            outcomes = Actor(host, runner, dm_control, should_stop).execute(report.plan, dry_run)
+            actor = Actor(host, runner, dm_control, should_stop, config.sweep_removal == "tools")
+            outcomes = actor.execute(report.plan, dry_run)
         return replace(report, outcomes=outcomes, dry_run=dry_run,
                        duration_s=time.time() - report.started_at)
 

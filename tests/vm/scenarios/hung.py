@@ -1,8 +1,8 @@
 """Guest scenario (needs the .deb): a removal that hangs in the kernel does not wedge the service.
 
-How the hang is made (this kernel offers no direct way to make lhsweep's own `dmsetup remove`
-block: a device with I/O in flight is open, hence busy, and never reaches removal): a
-/usr/local/sbin/dmsetup wrapper, first on the service's PATH, turns `dmsetup remove pvc-hung`
+How the hang is made (this kernel offers no direct way to make a dm removal block: a device with
+I/O in flight is open, hence busy, and never reaches removal), so this scenario runs lhsweep with
+`sweep.removal = "tools"`, and a /usr/local/sbin/dmsetup wrapper, first on the service's PATH, turns `dmsetup remove pvc-hung`
 into an O_DIRECT read of an NVMe/TCP namespace whose only controller reconnects forever
 (`--ctrl-loss-tmo -1`, target gone). The read is queued by NVMe multipath, so the process sits in
 D state and survives SIGKILL. Every other call goes to the real dmsetup.
@@ -75,7 +75,7 @@ def process_state(pid: int) -> str:
 def main() -> None:
     """The hung-device scenario."""
     facts = Facts()
-    manager = crash.begin(sweep={"action_timeout": ACTION_TIMEOUT_S})
+    manager = crash.begin(sweep={"action_timeout": ACTION_TIMEOUT_S, "removal": "tools"})
     service.start()
     since = service.mark()
     main_pid = service.show("MainPID")
