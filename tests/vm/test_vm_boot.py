@@ -27,6 +27,13 @@ def test_leftovers_gone_when_start_returns(vm_scenario: ScenarioResult) -> None:
     assert CONNECTING_NQN not in facts["after"]["nvme"]
 
 
+def test_udev_drops_the_mapper_links_of_devices_removed_in_process(vm_scenario: ScenarioResult) -> None:
+    """After the in-process removals and `udevadm settle`, /dev/mapper has no link of either volume."""
+    guest_passed(vm_scenario)
+    assert "control" in vm_scenario.facts["mapper_after"]
+    assert not {GONE, CONNECTING} & set(vm_scenario.facts["mapper_after"])
+
+
 def test_boot_sweep_logged_before_the_unit_started(vm_scenario: ScenarioResult) -> None:
     """Every removal is in the journal before systemd's "Started" entry for lhsweep."""
     guest_passed(vm_scenario)

@@ -8,8 +8,11 @@ at READY=1 (Type=notify), so the devices must already be gone when it returns.
 
 from __future__ import annotations
 
+import os
+
 from lhvm import crash, nvmet, service, volumes
 from lhvm.observe import Facts, check, snapshot
+from lhvm.proc import sh
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
@@ -37,6 +40,9 @@ def main() -> None:
         for e in service.entries(since, Event.REMOVED)
     ]
     facts["scan_after"] = service.scan()
+    # The removals were in-process (dm ioctl): udev still drops the /dev/mapper links, as after dmsetup.
+    sh("udevadm", "settle", "--timeout=30", check=False, timeout=60)
+    facts["mapper_after"] = sorted(os.listdir("/dev/mapper"))
     for name in (gone.name, connecting.name):
         check(name not in after["dm"] and name not in after["longhorn"], f"{name} left after READY=1")
     check(connecting.nqn not in after["nvme"], "the reconnecting controller left after READY=1")

@@ -2,10 +2,10 @@
 
 How the hang is made (this kernel offers no direct way to make a dm removal block: a device with
 I/O in flight is open, hence busy, and never reaches removal), so this scenario runs lhsweep with
-`sweep.removal = "tools"`, and a /usr/local/sbin/dmsetup wrapper, first on the service's PATH, turns `dmsetup remove pvc-hung`
-into an O_DIRECT read of an NVMe/TCP namespace whose only controller reconnects forever
-(`--ctrl-loss-tmo -1`, target gone). The read is queued by NVMe multipath, so the process sits in
-D state and survives SIGKILL. Every other call goes to the real dmsetup.
+`sweep.removal = "tools"`, and a /usr/local/sbin/dmsetup wrapper, first on the service's PATH,
+turns `dmsetup remove pvc-hung` into an O_DIRECT read of an NVMe/TCP namespace whose only
+controller reconnects forever (`--ctrl-loss-tmo -1`, target gone). The read is queued by NVMe
+multipath, so the process sits in D state and survives SIGKILL. Every other call goes to the real dmsetup.
 
 lhsweep must report the action stuck, keep feeding the watchdog (WatchdogSec=60s as shipped: no
 "Watchdog timeout", NRestarts=0, same MainPID for more than a minute), keep sweeping (a later
@@ -30,7 +30,7 @@ WRAPPER = "/usr/local/sbin/dmsetup"
 WRAPPER_SCRIPT = f"""#!/bin/sh
 # lhvm hung-device scenario: while {ARMED} names a device, `dmsetup remove {VOLUME}` blocks in the
 # kernel (an O_DIRECT read that NVMe multipath queues); everything else is the real dmsetup.
-if [ "$1" = remove ] && [ "$2" = {VOLUME} ] && [ -r {ARMED} ]; then
+if [ "$*" = "remove -- {VOLUME}" ] && [ -r {ARMED} ]; then
     exec dd if="$(cat {ARMED})" of=/dev/null bs=4096 count=1 iflag=direct status=none
 fi
 exec /sbin/dmsetup "$@"
