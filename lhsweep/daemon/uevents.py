@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
+import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, Protocol
 
@@ -44,9 +47,7 @@ class UeventSource(Protocol):
 
 def open_uevent_socket() -> UeventSource:
     """A bound pyroute2 UeventSocket with a large receive buffer (bursts of thousands of events)."""
-    from pyroute2 import UeventSocket  # noqa: PLC0415 (imports netlink machinery; only the daemon)
-
-    sock: UeventSource = UeventSocket()
+    sock: UeventSource = _uevent_socket_class()()
     try:
         _grow_buffer(sock)
         sock.bind()
@@ -54,6 +55,28 @@ def open_uevent_socket() -> UeventSource:
         sock.close()
         raise
     return sock
+
+
+def _uevent_socket_class() -> Any:
+    """pyroute2's UeventSocket, without running pyroute2/__init__.py when nothing has yet.
+
+    That file imports every netlink family pyroute2 has (Debian's 0.7: 25 MiB of the daemon's RSS
+    for one socket class). Its submodule is loaded below a bare package shell instead, and the
+    shell is dropped again, so a later `import pyroute2` anywhere still gets the whole package.
+    """
+    if "pyroute2" in sys.modules:
+        from pyroute2.netlink.uevent import UeventSocket  # noqa: PLC0415
+        return UeventSocket
+    spec = importlib.util.find_spec("pyroute2")
+    shell = types.ModuleType("pyroute2")
+    shell.__path__ = list(spec.submodule_search_locations or []) if spec else []
+    sys.modules["pyroute2"] = shell
+    try:
+        from pyroute2.netlink.uevent import UeventSocket  # noqa: PLC0415
+    finally:
+        if sys.modules.get("pyroute2") is shell:
+            del sys.modules["pyroute2"]
+    return UeventSocket
 
 
 def _grow_buffer(sock: Any) -> None:
