@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ import pytest
 from lhsweep.daemon.inotify import IN_CREATE, IN_Q_OVERFLOW, PodDirWatcher, parse_events
 from lhsweep.daemon.timers import MAX_WAIT_WINDOWS, Backoff, Debouncer
 from lhsweep.daemon.uevents import UeventWatcher, is_relevant, open_uevent_socket
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_debounce_fires_after_quiet_window_and_collects_reasons() -> None:
@@ -203,3 +207,22 @@ def test_real_uevent_socket_filters_an_unrelated_kernel_event() -> None:
         rcvbuf.close()
     finally:
         watcher.close()
+
+
+def test_the_uevent_socket_class_loads_without_the_whole_pyroute2_package() -> None:
+    """pyroute2/__init__ (every netlink family) is not run for one socket class, and a later plain
+    `import pyroute2` still gets the whole package with that very class."""
+    code = (
+        "import sys\n"
+        "from lhsweep.daemon.uevents import _uevent_socket_class\n"
+        "cls = _uevent_socket_class()\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('pyroute2'))\n"
+        "assert 'pyroute2' not in loaded and 'pyroute2.iproute' not in loaded, loaded\n"
+        "import pyroute2\n"
+        "assert pyroute2.UeventSocket is cls and hasattr(pyroute2, 'IPRoute')\n"
+        "print(cls.__module__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pyroute2.netlink.uevent"
