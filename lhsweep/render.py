@@ -79,10 +79,10 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 
 def _endpoint_text(view: RuntimeView) -> str:
-    """' via ENDPOINT (why)' for the runtime line; empty when no endpoint was chosen."""
-    if not view.endpoint and not view.endpoint_reason:
-        return ""
-    return f" via {view.endpoint or '?'} ({view.endpoint_reason or 'no reason recorded'})"
+    """' via ENDPOINT (why)' for the runtime line, ' (endpoint: why)' before one was chosen."""
+    if view.endpoint:
+        return f" via {view.endpoint} ({view.endpoint_reason or 'no reason recorded'})"
+    return f" (endpoint: {view.endpoint_reason})" if view.endpoint_reason else ""
 
 
 def render_text(report: SweepReport) -> str:

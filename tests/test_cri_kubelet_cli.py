@@ -103,6 +103,10 @@ def test_kubelets_runtime_not_answering_is_unknown_and_nothing_is_removed(
     assert host.tree.p(K3S) in report["runtime"]["reason"]
     assert {e["verdict"] for e in report["entries"]} == {"unknown"}
     assert host.removals() == [] and host.runtimes[DISTRO].calls == []
+    first = host.lhsweep("scan").stdout.splitlines()[0]
+    assert first.startswith("runtime: unknown (no CRI socket found: ")
+    assert first.endswith("(endpoint: kubelet's runtime: k3s is installed (/etc/rancher/k3s or "
+                          "/var/lib/rancher/k3s) and sets no container-runtime-endpoint)")
     host.runtimes[K3S].start()
     swept = host.json("sweep")  # the runtime is back: still alive, still kept
     assert {e["verdict"] for e in swept["entries"]} == {"live"}

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lhvm import crash, runtime, service, volumes
+from lhvm import crash, nvmet, runtime, service, volumes
 from lhvm.observe import Facts, check, snapshot
+from lhvm.proc import wait_for
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
@@ -47,13 +48,14 @@ def main() -> None:
           "the running instance-manager's volume was removed because its sandbox is not ready")
     check(facts.values["removed_while_running"] == [], "something was removed while the container ran")
     crashed = service.mark()
-    crash.crash(manager, volume, wait_gone=True)
+    crash.crash(manager, volume)
     removed = service.wait_entry(Event.REMOVED, crashed, timeout=90, LHSWEEP_DEVICE=VOLUME,
                                  LHSWEEP_KIND="dm")
     facts["removed_entry"] = service.fields_of(removed)
+    wait_for("the controller to go", lambda: not nvmet.controllers(volume.nqn), timeout=120)
     after = snapshot()
     facts["after"] = after
-    check(VOLUME not in after["dm"] and VOLUME not in after["longhorn"],
+    check(VOLUME not in after["dm"] and VOLUME not in after["longhorn"] and volume.nqn not in after["nvme"],
           "not swept once the instance-manager container crashed")
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lhvm import crash, runtime, service, volumes
+from lhvm import crash, nvmet, runtime, service, volumes
 from lhvm.observe import Facts, check, snapshot
+from lhvm.proc import wait_for
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
@@ -53,14 +54,15 @@ def main() -> None:
     check(all(s["runtime"]["state"] == "unknown" for s in facts.values["while_frozen"]),
           "a sweep saw a runtime while kubelet's did not answer")
     crashed = service.mark()
-    crash.crash(manager, volume, wait_gone=True)
+    crash.crash(manager, volume)
     removed = service.wait_entry(Event.REMOVED, crashed, timeout=90, LHSWEEP_DEVICE=VOLUME,
                                  LHSWEEP_KIND="dm")
     facts["removed_entry"] = service.fields_of(removed)
+    wait_for("the controller to go", lambda: not nvmet.controllers(volume.nqn), timeout=120)
     facts["after_crash"] = summary(service.force_sweep())
     after = snapshot()
     facts["after"] = after
-    check(VOLUME not in after["dm"] and VOLUME not in after["longhorn"],
+    check(VOLUME not in after["dm"] and VOLUME not in after["longhorn"] and volume.nqn not in after["nvme"],
           "not swept once the instance-manager crashed")
 
 
