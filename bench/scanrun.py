@@ -66,10 +66,10 @@ def measure(tree: str, mode: str, runs: int) -> dict[str, object]:
     times, report = [], None
     for _ in range(runs):
         started = time.perf_counter()
-        report = scan(config, host, query=lambda _c: view, dm_control=control)
+        report = scan(config, host, query=lambda _c, _h: view, dm_control=control)
         times.append(time.perf_counter() - started)
     tracemalloc.start()
-    scan(config, host, query=lambda _c: view, dm_control=control)
+    scan(config, host, query=lambda _c, _h: view, dm_control=control)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert report is not None

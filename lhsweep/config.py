@@ -13,20 +13,21 @@ from lhsweep.errors import ConfigError
 
 DEFAULT_PATH = "/etc/lhsweep/lhsweep.toml"
 
-# crictl's order, plus k3s's own containerd.
-DEFAULT_CRI_ENDPOINTS = (
-    "unix:///run/containerd/containerd.sock",
-    "unix:///run/k3s/containerd/containerd.sock",
-    "unix:///run/crio/crio.sock",
-    "unix:///var/run/cri-dockerd.sock",
+# Asked when neither cri.endpoints nor kubelet names the runtime (host paths; /run, not /var/run,
+# whose absolute link would lead out of a host root).
+WELL_KNOWN_CRI_SOCKETS = (
+    "/run/containerd/containerd.sock",
+    "/run/k3s/containerd/containerd.sock",
+    "/run/crio/crio.sock",
+    "/run/cri-dockerd.sock",
 )
-
 
 @dataclass(frozen=True)
 class Config:
     """The effective configuration; field names are the TOML keys as `section.key`."""
 
-    cri_endpoints: tuple[str, ...] = DEFAULT_CRI_ENDPOINTS
+    # None: not set, find kubelet's runtime (lhsweep.cri.kubelet).
+    cri_endpoints: Optional[tuple[str, ...]] = None
     cri_timeout: float = 2.0
     cri_poll_interval: float = 10.0
     longhorn_namespace: str = "longhorn-system"
@@ -139,14 +140,22 @@ def _is_endpoint(value: str) -> bool:
     return path.startswith("/")
 
 
+def _endpoints(value: Any) -> tuple[str, ...]:
+    endpoints = _string_list(_is_endpoint)(value)
+    if not endpoints:
+        raise ValueError
+    return endpoints
+
+
 def _is_pattern(value: str) -> bool:
     return bool(value) and "/" not in value
 
 
 KEYS = (
-    _Key("cri", "endpoints", "cri_endpoints", "a list of unix socket paths or unix:// URLs",
-         _string_list(_is_endpoint),
-         "CRI sockets tried in order; the first that answers is used"),
+    _Key("cri", "endpoints", "cri_endpoints",
+         "a non-empty list of unix socket paths or unix:// URLs", _endpoints,
+         "kubelet's CRI socket(s), exactly one of those that exist must answer; not set: "
+         "kubelet's own setting, else the one well-known socket that answers"),
     _Key("cri", "timeout", "cri_timeout", "seconds, more than 0 and at most 60",
          _positive_seconds(60), "deadline of every CRI call"),
     _Key("cri", "poll_interval", "cri_poll_interval", "seconds, more than 0 and at most 3600",
@@ -243,7 +252,11 @@ def render(config: Config) -> str:
             section = spec.section
             lines.append(f"\n[{section}]" if lines else f"[{section}]")
         lines.append(f"# {spec.doc} ({spec.expected})")
-        lines.append(f"{spec.key} = {_toml_value(values[spec.field_name])}")
+        value = values[spec.field_name]
+        if value is None:
+            lines.append(f"# {spec.key}: not set")
+        else:
+            lines.append(f"{spec.key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

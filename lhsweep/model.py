@@ -168,6 +168,11 @@ class RuntimeState(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
+# An instance-manager container in one of these states may be creating or using devices.
+# "unknown" counts: a state the runtime lost is not proof of an end.
+ALIVE_CONTAINER_STATES = ("created", "running", "unknown")
+
+
 @dataclass(frozen=True)
 class InstanceManager:
     """A V2 instance-manager pod sandbox and its instance-manager container, as CRI reports them."""
@@ -184,13 +189,22 @@ class InstanceManager:
 
     @property
     def alive(self) -> bool:
-        """True while the container may be creating or using devices (a state CRI lost counts)."""
-        return self.sandbox_state == "ready" and self.container_state in ("created", "running", "unknown")
+        """True while it may own devices: its container is in ALIVE_CONTAINER_STATES.
+
+        The sandbox's state does not matter (a NOTREADY sandbox's engine may still serve I/O);
+        with no container listed, a ready sandbox counts (kubelet may be creating it).
+        """
+        if self.container_state is None:
+            return self.sandbox_state == "ready"
+        return self.container_state in ALIVE_CONTAINER_STATES
 
 
 @dataclass(frozen=True)
 class RuntimeView:
-    """What CRI said about V2 instance-managers on this node, or why it could not say."""
+    """What CRI said about V2 instance-managers on this node, or why it could not say.
+
+    `endpoint` is the address asked; `endpoint_reason` says why that one is kubelet's runtime.
+    """
 
     state: RuntimeState
     reason: str
@@ -198,10 +212,11 @@ class RuntimeView:
     runtime_name: str = ""
     runtime_version: str = ""
     instance_managers: tuple[InstanceManager, ...] = ()
+    endpoint_reason: str = ""
 
     @property
     def live_instance_managers(self) -> tuple[InstanceManager, ...]:
-        """The instance-managers whose container is created or running."""
+        """The instance-managers that are alive (see InstanceManager.alive)."""
         return tuple(im for im in self.instance_managers if im.alive)
 
 

@@ -14,6 +14,7 @@ def runtime_to_dict(view: RuntimeView) -> dict[str, Any]:
         "state": view.state.value,
         "reason": view.reason,
         "endpoint": view.endpoint,
+        "endpoint_reason": view.endpoint_reason,
         "runtime": f"{view.runtime_name} {view.runtime_version}".strip(),
         "instance_managers": [_im_to_dict(im) for im in view.instance_managers],
     }
@@ -77,10 +78,17 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     return ["  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip() for r in rows]
 
 
+def _endpoint_text(view: RuntimeView) -> str:
+    """' via ENDPOINT (why)' for the runtime line, ' (endpoint: why)' before one was chosen."""
+    if view.endpoint:
+        return f" via {view.endpoint} ({view.endpoint_reason or 'no reason recorded'})"
+    return f" (endpoint: {view.endpoint_reason})" if view.endpoint_reason else ""
+
+
 def render_text(report: SweepReport) -> str:
     """The report for people: runtime line, entries table, actions table, problems."""
     view = report.runtime
-    lines = [f"runtime: {view.state.value} ({view.reason})"]
+    lines = [f"runtime: {view.state.value} ({view.reason})" + _endpoint_text(view)]
     for im in view.instance_managers:
         lines.append(f"  instance-manager {im.pod_name}: sandbox {im.sandbox_state}, "
                      f"container {im.container_state or 'none'}")

@@ -27,7 +27,7 @@ from lhsweep.model import (
 from lhsweep.plan import make_plan
 from lhsweep.tools import ToolRunner
 
-RuntimeQuery = Callable[[Config], RuntimeView]
+RuntimeQuery = Callable[[Config, HostRoot], RuntimeView]
 LOCK_NAME = "sweep.lock"
 
 
@@ -37,7 +37,7 @@ def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
     started = time.time()
     # Runtime first: an instance-manager that starts after this answer makes devices that the
     # inventory may see; the grace period, the re-confirmation and Longhorn's locks cover that.
-    runtime = query(config)
+    runtime = query(config, host)
     inventory = read_inventory(host, dm_control)
     records = frontend_records(host, config.longhorn_data_path)
     plan = make_plan(inventory, runtime, config, time.time(), records)
@@ -58,7 +58,7 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
         removals = report.plan.removals
         if not removals:
             return replace(report, dry_run=dry_run)
-        changed = "" if dry_run else _runtime_changed(report.runtime, query(config))
+        changed = "" if dry_run else _runtime_changed(report.runtime, query(config, host))
         if changed:
             outcomes = tuple(
                 ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume) for e in removals

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lhsweep.config import DEFAULT_CRI_ENDPOINTS, KEYS, Config, load, parse, render
+from lhsweep.config import KEYS, Config, load, parse, render
 from lhsweep.errors import ConfigError
 
 
@@ -30,8 +30,9 @@ def test_values_are_read_and_normalised(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     ("[cri]\ntimeout = 0\n", "f.toml: cri.timeout: expected seconds, more than 0 and at most 60, got 0"),
     ("[cri]\ntimeout = true\n", "f.toml: cri.timeout: expected seconds"),
-    ("[cri]\nendpoints = \"/run/x.sock\"\n", "f.toml: cri.endpoints: expected a list"),
-    ("[cri]\nendpoints = [\"relative.sock\"]\n", "f.toml: cri.endpoints: expected a list"),
+    ("[cri]\nendpoints = \"/run/x.sock\"\n", "f.toml: cri.endpoints: expected a non-empty list"),
+    ("[cri]\nendpoints = [\"relative.sock\"]\n", "f.toml: cri.endpoints: expected a non-empty list"),
+    ("[cri]\nendpoints = []\n", "f.toml: cri.endpoints: expected a non-empty list of unix socket"),
     ("[sweep]\ndry_run = \"yes\"\n", "f.toml: sweep.dry_run: expected true or false, got 'yes'"),
     ("[sweep]\nexclude = [\"a/b\"]\n", "f.toml: sweep.exclude: expected a list of shell patterns"),
     ("[sweep]\ncolour = 1\n", "f.toml: sweep.colour: unknown key"),
@@ -63,4 +64,7 @@ def test_render_round_trips_and_lists_every_key() -> None:
     assert parse(text, "rendered") == custom
     for spec in KEYS:
         assert f"\n{spec.key} = " in text
-    assert parse(render(Config()), "defaults").cri_endpoints == DEFAULT_CRI_ENDPOINTS
+    defaults = render(Config())
+    assert "\n# endpoints: not set\n" in defaults
+    assert parse(defaults, "defaults") == Config()
+    assert Config().cri_endpoints is None

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Optional
 
 import pytest
 
 from lhsweep.config import Config
 from lhsweep.cri import CriCallError, CriClient, CriUnimplementedError, Failure, query_runtime
-from lhsweep.model import RuntimeState, RuntimeView
+from lhsweep.host import HostRoot
+from lhsweep.model import ALIVE_CONTAINER_STATES, RuntimeState, RuntimeView
 from tests.crifake import FakeCri, container_for, im_pod
 
 TIMEOUT = 5.0  # answers that should come; generous so a loaded machine does not flake
 SHORT = 0.3  # for calls the fake deliberately never answers in time
+# A host with no kubelet files at all: the endpoints come from lhsweep's config alone.
+NO_KUBELET = HostRoot("/nonexistent-host-root")
 
 
 @pytest.fixture
@@ -27,7 +31,7 @@ def config_for(*endpoints: str, namespace: str = "longhorn-system",
 
 
 def query(cri: FakeCri, timeout: float = TIMEOUT) -> RuntimeView:
-    return query_runtime(config_for(cri.endpoint, timeout=timeout))
+    return query_runtime(config_for(cri.endpoint, timeout=timeout), NO_KUBELET)
 
 
 def client_error(cri: FakeCri, call: str = "ListPodSandbox",
@@ -214,7 +218,7 @@ def test_configured_namespace_is_used(cri: FakeCri) -> None:
     sandbox, containers = im_pod(namespace="storage")
     cri.add_pod(sandbox, containers)
     cri.add_pod(*im_pod())
-    view = query_runtime(config_for(cri.endpoint, namespace="storage"))
+    view = query_runtime(config_for(cri.endpoint, namespace="storage"), NO_KUBELET)
     assert [im.sandbox_id for im in view.instance_managers] == [sandbox["id"]]
 
 
@@ -235,6 +239,38 @@ def test_newest_alive_container_wins_over_newer_exited_one(cri: FakeCri) -> None
     cri.add_pod(sandbox, [first, running, exited])
     [im] = query(cri).instance_managers
     assert (im.container_id, im.container_state) == (running["id"], "running")
+
+
+@pytest.mark.parametrize("sandbox_state", ["SANDBOX_READY", "SANDBOX_NOTREADY"])
+@pytest.mark.parametrize(("container_state", "alive"), [
+    ("CONTAINER_CREATED", True), ("CONTAINER_RUNNING", True), ("CONTAINER_UNKNOWN", True),
+    ("CONTAINER_EXITED", False),
+])
+def test_liveness_comes_from_the_container_whatever_the_sandbox(
+        cri: FakeCri, sandbox_state: str, container_state: str, alive: bool) -> None:
+    cri.add_pod(*im_pod(sandbox_state=sandbox_state, container_state=container_state))
+    view = query(cri)
+    [im] = view.instance_managers
+    assert view.state is RuntimeState.KNOWN
+    assert im.alive is alive
+    assert (im.container_state in ALIVE_CONTAINER_STATES) is alive
+
+
+@pytest.mark.parametrize(("sandbox_state", "alive"), [("SANDBOX_READY", True),
+                                                      ("SANDBOX_NOTREADY", False)])
+def test_sandbox_without_container_is_alive_while_ready(cri: FakeCri, sandbox_state: str,
+                                                        alive: bool) -> None:
+    cri.add_pod(*im_pod(sandbox_state=sandbox_state, container_state=None))
+    [im] = query(cri).instance_managers
+    assert (im.container_state, im.alive) == (None, alive)
+
+
+def test_any_alive_container_makes_it_alive(cri: FakeCri) -> None:
+    sandbox, [older] = im_pod(sandbox_state="SANDBOX_NOTREADY", container_state="CONTAINER_UNKNOWN")
+    newer = container_for(sandbox, "instance-manager", "CONTAINER_EXITED", older["created_at"] + 10, 1)
+    cri.add_pod(sandbox, [older, newer])
+    [im] = query(cri).live_instance_managers
+    assert (im.container_id, im.container_state) == (older["id"], "unknown")
 
 
 # ---------------------------------------------------------------- query_runtime: unknown
@@ -280,6 +316,50 @@ def test_garbage_sandbox_gives_unknown(cri: FakeCri, field: str, value: object) 
     assert "ListPodSandbox: malformed" in view.reason
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("namespace", ""), ("namespace", None), ("name", ""), ("uid", None),
+])
+def test_instance_manager_sandbox_without_metadata_field_gives_unknown(
+        cri: FakeCri, field: str, value: Optional[str]) -> None:
+    sandbox, containers = im_pod()
+    if value is None:
+        del sandbox["metadata"][field]
+    else:
+        sandbox["metadata"][field] = value
+    cri.add_pod(sandbox, containers)
+    cri.add_pod(*im_pod())
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    assert f"instance-manager sandbox {sandbox['id']} has no metadata.{field}" in view.reason
+
+
+def test_nameless_container_in_an_instance_manager_sandbox_gives_unknown(cri: FakeCri) -> None:
+    sandbox, [container] = im_pod(container_state="CONTAINER_EXITED")
+    nameless = container_for(sandbox, "", "CONTAINER_RUNNING", container["created_at"] + 5)
+    del nameless["labels"]["io.kubernetes.container.name"]
+    cri.add_pod(sandbox, [container, nameless])
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert f"container {nameless['id']} of instance-manager sandbox {sandbox['id']} has no name" \
+        in view.reason
+
+
+@pytest.mark.parametrize(("field", "value"), [("created_at", 0), ("created_at", None), ("id", ""),
+                                              ("metadata", None)])
+def test_container_without_a_needed_field_gives_unknown(cri: FakeCri, field: str,
+                                                        value: object) -> None:
+    sandbox, [container] = im_pod()
+    if value is None:
+        del container[field]
+    else:
+        container[field] = value
+    cri.add_pod(sandbox, [container])
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert "ListContainers: malformed" in view.reason
+
+
 def test_container_with_unknown_state_gives_unknown(cri: FakeCri) -> None:
     sandbox, [container] = im_pod()
     container["state"] = 9
@@ -302,7 +382,7 @@ def test_garbage_version_gives_unknown(cri: FakeCri) -> None:
 
 
 def test_no_socket_at_all_gives_unknown() -> None:
-    view = query_runtime(config_for("unix:///nonexistent/a.sock", "/nonexistent/b.sock"))
+    view = query_runtime(config_for("unix:///nonexistent/a.sock", "/nonexistent/b.sock"), NO_KUBELET)
     assert view.state is RuntimeState.UNKNOWN
     assert "no CRI socket found" in view.reason
 
@@ -317,42 +397,43 @@ def test_unexpected_exception_gives_unknown(cri: FakeCri, monkeypatch: pytest.Mo
     assert view.reason.endswith("RuntimeError: boom")
 
 
-# ---------------------------------------------------------------- endpoint order
+# ---------------------------------------------------------------- endpoint choice
 
 
-def test_first_answering_endpoint_is_used() -> None:
+def test_several_answering_endpoints_are_unknown_naming_each() -> None:
     with FakeCri() as first, FakeCri() as second:
         second.add_pod(*im_pod())
-        view = query_runtime(config_for(first.endpoint, second.endpoint))
-        assert (view.state, view.endpoint, view.instance_managers) == (
-            RuntimeState.KNOWN, first.endpoint, ())
-        assert second.calls == []
+        view = query_runtime(config_for(first.endpoint, second.endpoint), NO_KUBELET)
+        assert view.state is RuntimeState.UNKNOWN
+        assert "several CRI runtimes answer" in view.reason
+        assert first.endpoint in view.reason and second.endpoint in view.reason
+        assert view.instance_managers == ()
 
 
-def test_missing_and_failing_endpoints_are_skipped() -> None:
-    with FakeCri() as broken, FakeCri() as good:
-        broken.update(runtime_api_version="v1alpha2")
+def test_a_missing_socket_is_skipped() -> None:
+    with FakeCri() as good:
         good.add_pod(*im_pod())
-        view = query_runtime(config_for("unix:///nonexistent/cri.sock", broken.endpoint,
-                                        good.endpoint))
-        assert view.state is RuntimeState.KNOWN
-        assert view.endpoint == good.endpoint
+        view = query_runtime(config_for("unix:///nonexistent/cri.sock", good.endpoint), NO_KUBELET)
+        assert (view.state, view.endpoint) == (RuntimeState.KNOWN, good.endpoint)
         assert len(view.instance_managers) == 1
+        assert view.endpoint_reason.startswith("set in lhsweep's config")
 
 
-def test_all_endpoints_failing_names_each() -> None:
-    with FakeCri() as slow, FakeCri() as old:
-        slow.set_behaviour("Version", delay=30)
-        old.update(runtime_api_version="v1alpha2")
-        view = query_runtime(config_for(slow.endpoint, old.endpoint, timeout=SHORT))
+@pytest.mark.parametrize("failing_first", [True, False])
+@pytest.mark.parametrize("failure", ["slow", "old-api", "garbage"])
+def test_a_failing_socket_is_unknown_even_when_another_answers(failing_first: bool,
+                                                               failure: str) -> None:
+    with FakeCri() as failing, FakeCri() as good:
+        if failure == "slow":
+            failing.set_behaviour("Version", delay=30)
+        elif failure == "old-api":
+            failing.update(runtime_api_version="v1alpha2")
+        else:
+            failing.set_behaviour("Version", garbage=True)
+        good.add_pod(*im_pod(container_state="CONTAINER_EXITED"))
+        order = (failing, good) if failing_first else (good, failing)
+        view = query_runtime(config_for(*(c.endpoint for c in order), timeout=SHORT), NO_KUBELET)
         assert view.state is RuntimeState.UNKNOWN
-        assert slow.endpoint in view.reason and old.endpoint in view.reason
-
-
-def test_failure_after_version_does_not_fall_through(cri: FakeCri) -> None:
-    with FakeCri() as second:
-        second.add_pod(*im_pod())
-        cri.set_behaviour("ListPodSandbox", abort="INTERNAL")
-        view = query_runtime(config_for(cri.endpoint, second.endpoint))
-        assert view.state is RuntimeState.UNKNOWN
-        assert second.calls == []
+        assert failing.endpoint in view.reason and "never skipped" in view.reason
+        assert view.instance_managers == ()
+        assert [call for call, _ in good.calls if call != "Version"] == []

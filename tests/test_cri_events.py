@@ -23,8 +23,11 @@ from lhsweep.cri import (
     Failure,
     query_runtime,
 )
+from lhsweep.host import HostRoot
 from lhsweep.model import RuntimeState
 from tests.crifake import FakeCri, empty_state, im_pod, write_state
+
+NO_KUBELET = HostRoot("/nonexistent-host-root")  # the runtime is the configured one
 
 TIMEOUT = 5.0
 # An idle stream ends this soon after cancel() (it takes milliseconds; the bound allows for load).
@@ -233,14 +236,14 @@ def test_subprocess_serves_and_reloads_its_state_file(
 ) -> None:
     socket, state_path, _ = fake_process
     config = Config(cri_endpoints=(socket,), cri_timeout=TIMEOUT)
-    [im] = query_runtime(config).instance_managers
+    [im] = query_runtime(config, NO_KUBELET).instance_managers
     assert (im.node, im.container_state) == ("n1", "running")
 
     state = {**empty_state(), "sandboxes": [], "containers": []}
     sandbox, containers = im_pod(node="n1", container_state="CONTAINER_EXITED")
     state.update(sandboxes=[sandbox], containers=containers)
     write_state(state_path, state)
-    [im] = query_runtime(config).instance_managers
+    [im] = query_runtime(config, NO_KUBELET).instance_managers
     assert (im.sandbox_id, im.container_state) == (sandbox["id"], "exited")
 
 
@@ -302,7 +305,7 @@ def test_subprocess_drop_kills_the_runtime_mid_call(
 ) -> None:
     socket, state_path, process = fake_process
     write_state(state_path, {**empty_state(), "behaviour": {"ListPodSandbox": {"drop": True}}})
-    view = query_runtime(Config(cri_endpoints=(socket,), cri_timeout=TIMEOUT))
+    view = query_runtime(Config(cri_endpoints=(socket,), cri_timeout=TIMEOUT), NO_KUBELET)
     assert view.state is RuntimeState.UNKNOWN
     assert "ListPodSandbox: unavailable" in view.reason
     assert process.wait(TIMEOUT) == 3

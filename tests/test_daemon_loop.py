@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lhsweep.config import Config
+from lhsweep.config import WELL_KNOWN_CRI_SOCKETS, Config
 from lhsweep.daemon.loop import STALL_SLACK_S, Daemon, Parts
 from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.worker import SweepFn, TrackedRunner
@@ -68,8 +68,8 @@ def test_watchdog_is_withheld_once_a_sweep_stops_making_progress(
     d, sink, release = daemon
     d.worker.submit(d.config, ("boot",))
     c = d.config
-    limit = (c.sweep_action_timeout + KILL_GRACE_S + 3 * c.cri_timeout * len(c.cri_endpoints)
-             + STALL_SLACK_S)
+    sockets = len(c.cri_endpoints or WELL_KNOWN_CRI_SOCKETS)
+    limit = c.sweep_action_timeout + KILL_GRACE_S + 3 * c.cri_timeout * sockets + STALL_SLACK_S
     started = max(d.runner.last_progress, d.worker.busy_since or 0.0)
     assert d.stalled_for(started + limit - 1) is None
     d._feed_watchdog(started + limit + 5)

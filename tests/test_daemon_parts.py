@@ -16,6 +16,7 @@ from lhsweep.daemon.cri_watch import CriWatcher, open_event_stream
 from lhsweep.daemon.notify import Notifier, NotifySocket, watchdog_interval
 from lhsweep.daemon.worker import SweepWorker, TrackedRunner
 from lhsweep.errors import LockBusyError
+from lhsweep.host import HostRoot
 from lhsweep.model import Plan, RuntimeState, RuntimeView, SweepReport
 from tests.crifake import FakeCri, im_pod
 
@@ -122,6 +123,11 @@ def test_tracked_runner_refuses_new_runs_once_stopping() -> None:
     assert not result.ok and "stopping" in result.stderr
 
 
+def query(config: Config) -> RuntimeView:
+    """query_runtime on a host without kubelet files: the runtime is the configured one."""
+    return query_runtime(config, HostRoot("/nonexistent-host-root"))
+
+
 def _config(fake: FakeCri, poll: float = 0.2) -> Config:
     return Config(cri_endpoints=(fake.endpoint,), cri_timeout=2.0, cri_poll_interval=poll)
 
@@ -131,9 +137,9 @@ def test_cri_events_trigger_only_for_known_instance_managers() -> None:
         sandbox, containers = im_pod()
         fake.add_pod(sandbox, containers)
         config = _config(fake)
-        watcher = CriWatcher(config, open_event_stream, query_runtime)
+        watcher = CriWatcher(config, open_event_stream, query)
         try:
-            watcher.observed(query_runtime(config))
+            watcher.observed(query(config))
             assert fake.wait_for_subscribers(1)
             fake.push_event("some-other-container", "CONTAINER_STOPPED_EVENT")
             fake.push_event(containers[0]["id"], "CONTAINER_STARTED_EVENT")
@@ -151,9 +157,9 @@ def test_cri_without_events_falls_back_to_polling_and_sees_changes() -> None:
         sandbox, containers = im_pod()
         fake.add_pod(sandbox, containers)
         config = _config(fake)
-        watcher = CriWatcher(config, open_event_stream, query_runtime)
+        watcher = CriWatcher(config, open_event_stream, query)
         try:
-            watcher.observed(query_runtime(config))
+            watcher.observed(query(config))
             state = fake.state()
             state["containers"][0]["state"] = "CONTAINER_EXITED"
             fake.set_state(state)
@@ -169,9 +175,9 @@ def test_cri_watcher_reconnects_after_the_stream_breaks() -> None:
         sandbox, containers = im_pod()
         fake.add_pod(sandbox, containers)
         config = _config(fake)
-        watcher = CriWatcher(config, open_event_stream, query_runtime)
+        watcher = CriWatcher(config, open_event_stream, query)
         try:
-            watcher.observed(query_runtime(config))
+            watcher.observed(query(config))
             assert fake.wait_for_subscribers(1)
             fake.stop()
             assert watcher.handle() is None

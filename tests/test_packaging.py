@@ -106,15 +106,21 @@ def test_default_config_is_generated_from_the_defaults() -> None:
 
 
 def test_default_config_lists_every_key_at_its_default_commented_out() -> None:
-    """As shipped it means the defaults; uncommenting every key still means the defaults."""
+    """As shipped it means the defaults; uncommenting every key still means the defaults.
+
+    A key whose default is "not set" (None) is listed as such, with nothing to uncomment.
+    """
     text = DEFAULT_CONFIG.read_text()
     assert parse(text, str(DEFAULT_CONFIG)) == Config()
     uncommented = re.sub(r"^#(\w+ = )", r"\1", text, flags=re.M)
     data = toml.loads(uncommented)
-    assert {(s, k) for s, table in data.items() for k in table} == {(k.section, k.key) for k in KEYS}
+    valued = [k for k in KEYS if getattr(Config(), k.field_name) is not None]
+    assert {(s, k) for s, table in data.items() for k in table} == {(k.section, k.key) for k in valued}
     assert parse(uncommented, str(DEFAULT_CONFIG)) == Config()
     for spec in KEYS:
-        assert f"# {spec.doc} ({spec.expected})\n#{spec.key} = " in text, spec.key
+        unset = getattr(Config(), spec.field_name) is None
+        key_line = f"# {spec.key}: not set\n" if unset else f"#{spec.key} = "
+        assert f"# {spec.doc} ({spec.expected})\n{key_line}" in text, spec.key
 
 
 def _man5_entry(text: str, section: str, key: str) -> str:
@@ -130,8 +136,10 @@ def test_man5_documents_each_key_with_its_default(spec: Any) -> None:
     """Every key has an entry in its section, and the entry states the built-in default."""
     entry = _man5_entry(MAN5.read_text(), spec.section, spec.key)
     default = getattr(Config(), spec.field_name)
-    values = list(default) if isinstance(default, tuple) else [default]
-    if not values:
+    values = list(default) if isinstance(default, tuple) else [] if default is None else [default]
+    if default is None:
+        assert "Default:notset" in entry
+    elif not values:
         assert "Default:[]" in entry
     for value in values:
         rendered = toml.dumps({"v": value}).partition("=")[2].strip()

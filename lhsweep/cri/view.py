@@ -1,4 +1,8 @@
-"""Ask CRI for this node's Longhorn V2 instance-managers; any failure is an UNKNOWN view."""
+"""Ask kubelet's CRI runtime, and only it, for this node's V2 instance-managers.
+
+Any failure, any doubt about which runtime is kubelet's, and any instance-manager record that
+lacks a field needed to judge it make the whole view UNKNOWN, never "no instance-manager".
+"""
 
 from __future__ import annotations
 
@@ -6,70 +10,153 @@ from collections.abc import Sequence
 from typing import Optional
 
 from lhsweep.config import Config
-from lhsweep.cri.client import Container, CriCallError, CriClient, Failure, Sandbox, one_line
+from lhsweep.cri.client import (
+    Container,
+    CriCallError,
+    CriClient,
+    Failure,
+    RuntimeVersion,
+    Sandbox,
+    one_line,
+)
+from lhsweep.cri.kubelet import Candidates, pod_uids, runtime_candidates
 from lhsweep.errors import RuntimeQueryError
-from lhsweep.model import InstanceManager, RuntimeState, RuntimeView
+from lhsweep.host import HostRoot
+from lhsweep.model import ALIVE_CONTAINER_STATES, InstanceManager, RuntimeState, RuntimeView
 
 IM_SELECTOR = {"longhorn.io/component": "instance-manager", "longhorn.io/data-engine": "v2"}
 IM_CONTAINER = "instance-manager"
 NODE_LABEL = "longhorn.io/node"
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
-ALIVE_CONTAINER_STATES = ("created", "running")
+POD_UID_LABEL = "io.kubernetes.pod.uid"
 
 
-def query_runtime(config: Config) -> RuntimeView:
-    """Query the first CRI endpoint that answers Version; never raises."""
+def query_runtime(config: Config, host: HostRoot) -> RuntimeView:
+    """Ask kubelet's runtime for the V2 instance-managers; never raises (failures are UNKNOWN)."""
     try:
-        return _query(config)
+        return _query(config, host)
     except Exception as exc:  # rule unknown-runtime-acts-not: a bug is "unknown", not "no pods"
         return _unknown(f"CRI query failed unexpectedly: {type(exc).__name__}: {one_line(str(exc))}")
 
 
-def _query(config: Config) -> RuntimeView:
-    failures: list[str] = []
-    for endpoint in config.cri_endpoints:
-        client = CriClient(endpoint, config.cri_timeout)
-        try:
-            version = client.version()
-        except CriCallError as exc:
-            if exc.failure is not Failure.NO_SOCKET:
-                failures.append(str(exc))
-            client.close()
-            continue
-        try:
-            managers = instance_managers(client, config.longhorn_namespace)
-        except RuntimeQueryError as exc:
-            return _unknown(str(exc), endpoint)
-        finally:
-            client.close()
-        alive = sum(1 for im in managers if im.alive)
-        return RuntimeView(
-            state=RuntimeState.KNOWN,
-            reason=f"{version.runtime_name} {version.runtime_version}: {len(managers)} V2 "
-            f"instance-manager(s), {alive} alive",
-            endpoint=endpoint,
-            runtime_name=version.runtime_name,
-            runtime_version=version.runtime_version,
-            instance_managers=managers,
-        )
-    if not failures:
-        return _unknown("no CRI socket found: " + ", ".join(config.cri_endpoints))
-    return _unknown("no CRI endpoint answered: " + "; ".join(failures))
+def _query(config: Config, host: HostRoot) -> RuntimeView:
+    try:
+        candidates = runtime_candidates(config, host)
+    except RuntimeQueryError as exc:
+        return _unknown(f"cannot tell kubelet's runtime: {exc}")
+    try:
+        client, version = _the_one_answering(candidates, config.cri_timeout)
+    except RuntimeQueryError as exc:
+        return _unknown(str(exc), why=candidates.why)
+    why = candidates.why
+    try:
+        why += "; " + _cross_check(client, host, config.kubelet_root, candidates.explicit)
+        managers = instance_managers(client, config.longhorn_namespace)
+    except RuntimeQueryError as exc:
+        return _unknown(str(exc), client.endpoint, why)
+    finally:
+        client.close()
+    alive = sum(1 for im in managers if im.alive)
+    return RuntimeView(
+        state=RuntimeState.KNOWN,
+        reason=f"{version.runtime_name} {version.runtime_version}: {len(managers)} V2 "
+        f"instance-manager(s), {alive} alive",
+        endpoint=client.endpoint,
+        runtime_name=version.runtime_name,
+        runtime_version=version.runtime_version,
+        instance_managers=managers,
+        endpoint_reason=why,
+    )
+
+
+def _the_one_answering(candidates: Candidates, timeout: float) -> tuple[CriClient, RuntimeVersion]:
+    """The client of the one candidate socket that answers Version.
+
+    A socket that exists but fails ends the search (never fall through to another runtime);
+    several answering, or none existing, is RuntimeQueryError.
+    """
+    answering: list[tuple[CriClient, RuntimeVersion]] = []
+    try:
+        for endpoint in candidates.endpoints:
+            client = CriClient(endpoint, timeout)
+            try:
+                answering.append((client, client.version()))
+            except CriCallError as exc:
+                client.close()
+                if exc.failure is not Failure.NO_SOCKET:
+                    raise RuntimeQueryError(f"{exc} (a socket that fails is never skipped)") from None
+    except RuntimeQueryError:
+        _close(answering)
+        raise
+    if len(answering) == 1:
+        return answering[0]
+    _close(answering)
+    if answering:
+        named = ", ".join(f"{c.endpoint} ({v.runtime_name})" for c, v in answering)
+        raise RuntimeQueryError(f"several CRI runtimes answer and none is known to be kubelet's: "
+                                f"{named}; set cri.endpoints")
+    raise RuntimeQueryError("no CRI socket found: " + ", ".join(candidates.endpoints))
+
+
+def _close(answering: Sequence[tuple[CriClient, RuntimeVersion]]) -> None:
+    for client, _version in answering:
+        client.close()
+
+
+def _cross_check(client: CriClient, host: HostRoot, kubelet_root: str, explicit: bool) -> str:
+    """Check that the runtime knows one of kubelet's pod UIDs; returns what was checked.
+
+    A missing pods directory leaves nothing to check: acceptable only when a file names the
+    runtime (lhsweep's config or kubelet's setting), UNKNOWN when a well-known socket was guessed.
+    """
+    pods = f"{kubelet_root.rstrip('/')}/pods"
+    uids = pod_uids(host, kubelet_root)
+    if uids is None:
+        if not explicit:
+            raise RuntimeQueryError(f"{pods} does not exist: cannot check that {client.endpoint} "
+                                    f"is kubelet's runtime (set kubelet.root or cri.endpoints)")
+        return f"not cross-checked: {pods} does not exist"
+    if not uids:
+        return f"{pods} is empty: kubelet runs no pod to cross-check"
+    known = {s.labels.get(POD_UID_LABEL) for s in client.list_pod_sandboxes({})}
+    if uids.isdisjoint(known):
+        raise RuntimeQueryError(f"{client.endpoint} knows none of the {len(uids)} pod UID(s) in "
+                                f"{pods}: not kubelet's runtime")
+    return f"knows {len(uids & known)} of {len(uids)} pod UID(s) in {pods}"
 
 
 def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManager, ...]:
-    """The V2 instance-manager pods in `namespace`, each with its instance-manager container."""
+    """The V2 instance-manager pods in `namespace`, each with its instance-manager container.
+
+    Raises RuntimeQueryError for a record carrying the instance-manager labels that lacks a
+    field needed to judge it. (An absent state cannot be told from the enum's zero value,
+    SANDBOX_READY / CONTAINER_CREATED, both of which count as alive.)
+    """
     managers = []
     for sandbox in client.list_pod_sandboxes(IM_SELECTOR):
+        _check_sandbox(sandbox)
         if sandbox.namespace != namespace:
             continue
-        containers = [c for c in client.list_containers(sandbox.id) if _is_im_container(c)]
+        containers = [c for c in client.list_containers(sandbox.id) if _is_im_container(sandbox, c)]
         managers.append(_instance_manager(sandbox, _pick(containers)))
     return tuple(sorted(managers, key=lambda im: (im.namespace, im.pod_name, im.sandbox_id)))
 
 
-def _is_im_container(container: Container) -> bool:
-    return IM_CONTAINER in (container.name, container.labels.get(CONTAINER_NAME_LABEL))
+def _check_sandbox(sandbox: Sandbox) -> None:
+    missing = [name for name, value in (("metadata.namespace", sandbox.namespace),
+                                        ("metadata.name", sandbox.name),
+                                        ("metadata.uid", sandbox.uid)) if not value]
+    if missing:
+        raise RuntimeQueryError(f"instance-manager sandbox {sandbox.id} has no {', '.join(missing)}")
+
+
+def _is_im_container(sandbox: Sandbox, container: Container) -> bool:
+    """True for the instance-manager container; raises for a container without any name."""
+    label = container.labels.get(CONTAINER_NAME_LABEL)
+    if not container.name and not label:
+        raise RuntimeQueryError(f"container {container.id} of instance-manager sandbox {sandbox.id} "
+                                f"has no name and no {CONTAINER_NAME_LABEL} label")
+    return IM_CONTAINER in (container.name, label)
 
 
 def _pick(containers: Sequence[Container]) -> Optional[Container]:
@@ -98,5 +185,6 @@ def _state_word(enum_name: str) -> str:
     return enum_name.partition("_")[2].lower()
 
 
-def _unknown(reason: str, endpoint: str = "") -> RuntimeView:
-    return RuntimeView(state=RuntimeState.UNKNOWN, reason=reason, endpoint=endpoint)
+def _unknown(reason: str, endpoint: str = "", why: str = "") -> RuntimeView:
+    return RuntimeView(state=RuntimeState.UNKNOWN, reason=reason, endpoint=endpoint,
+                       endpoint_reason=why)

@@ -43,17 +43,20 @@ def default_sweeper(host_root: str, runner: TrackedRunner) -> SweepFn:
     return sweep
 
 
-def default_cri_watcher(config: Config) -> CriWatcher:
-    """A CRI watcher on the real runtime."""
+def default_cri_watcher(config: Config, host_root: str) -> CriWatcher:
+    """A CRI watcher on the real runtime (kubelet's, found below `host_root`)."""
     from lhsweep.cri.view import query_runtime  # noqa: PLC0415
+    from lhsweep.host import HostRoot  # noqa: PLC0415
 
-    return CriWatcher(config, open_event_stream, query_runtime)
+    host = HostRoot(host_root)
+    return CriWatcher(config, open_event_stream, lambda c: query_runtime(c, host))
 
 
-def default_parts(log_target: str, verbose: bool = False) -> Parts:
+def default_parts(log_target: str, verbose: bool = False, host_root: str = "/") -> Parts:
     """The production pieces: real inotify, uevents, CRI, sd_notify and journal."""
     return Parts(sweeper=default_sweeper, pod_watcher=PodDirWatcher, uevents=UeventWatcher,
-                 cri_watcher=default_cri_watcher, notifier=Notifier(),
+                 cri_watcher=lambda config: default_cri_watcher(config, host_root),
+                 notifier=Notifier(),
                  journal=open_journal(log_target, verbose))
 
 
@@ -65,7 +68,7 @@ def run(config_path: str, host_root: str, log_target: str, verbose: bool = False
         print(f"lhsweep: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        parts = default_parts(log_target, verbose)
+        parts = default_parts(log_target, verbose, host_root)
     except ValueError as exc:
         print(f"lhsweep: {exc}", file=sys.stderr)
         return EXIT_USAGE

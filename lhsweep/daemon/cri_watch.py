@@ -11,13 +11,14 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Callable, Optional, Protocol
 
 from lhsweep.config import Config
 from lhsweep.daemon.timers import Backoff
 from lhsweep.daemon.wakeup import WakePipe
 from lhsweep.errors import RuntimeQueryError
-from lhsweep.model import RuntimeView
+from lhsweep.model import RuntimeState, RuntimeView
 
 # A stream that broke after running this long may have lost events: sweep once to catch up.
 STREAM_HEALTHY_S = 5.0
@@ -39,11 +40,11 @@ QueryFn = Callable[[Config], RuntimeView]
 
 
 def open_event_stream(config: Config) -> EventStream:
-    """GetContainerEvents on the first configured CRI socket that exists."""
+    """GetContainerEvents on the first of `config.cri_endpoints` whose socket exists."""
     from lhsweep.cri.client import socket_path  # noqa: PLC0415 (grpc only in the daemon)
     from lhsweep.cri.events import ContainerEventStream  # noqa: PLC0415
 
-    for endpoint in config.cri_endpoints:
+    for endpoint in config.cri_endpoints or ():
         path = socket_path(endpoint)
         if path and os.path.exists(path):
             return ContainerEventStream(endpoint, config.cri_timeout)
@@ -65,7 +66,11 @@ def fingerprint(view: RuntimeView) -> tuple[object, ...]:
 
 
 class CriWatcher:
-    """A thread reading CRI events (or polling) that wakes the main loop when a sweep is due."""
+    """A thread reading CRI events (or polling) that wakes the main loop when a sweep is due.
+
+    The stream is opened on the endpoint the last sweep found to be kubelet's runtime, once a
+    sweep has found one.
+    """
 
     def __init__(self, config: Config, stream_factory: StreamFactory, query: QueryFn,
                  unimplemented: Callable[[RuntimeQueryError], bool] = is_unimplemented,
@@ -80,6 +85,8 @@ class CriWatcher:
         self._pending: set[str] = set()
         self._known: frozenset[str] = frozenset()
         self._baseline: Optional[tuple[object, ...]] = None
+        self._endpoint = ""
+        self._located = threading.Event()
         self.last_error = ""
         self._stream: Optional[EventStream] = None
         self._stop = threading.Event()
@@ -97,6 +104,9 @@ class CriWatcher:
             self._known = frozenset(im.container_id for im in view.instance_managers
                                     if im.container_id)
             self._baseline = fingerprint(view)
+            if view.state is RuntimeState.KNOWN and view.endpoint:
+                self._endpoint = view.endpoint
+                self._located.set()
 
     def handle(self) -> Optional[str]:
         """The trigger(s) the thread raised since the last call, joined; None when none."""
@@ -108,6 +118,7 @@ class CriWatcher:
     def close(self, timeout: float = 2.0) -> None:
         """Stop the thread (cancelling a running stream) and wait for it a bounded time."""
         self._stop.set()
+        self._located.set()
         with self._lock:
             stream = self._stream
         if stream is not None:
@@ -121,6 +132,9 @@ class CriWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._located.wait()
+            if self._stop.is_set():
+                return
             opened = time.monotonic()
             try:
                 self._follow_stream()
@@ -140,7 +154,9 @@ class CriWatcher:
             self._stop.wait(self._backoff.next_delay())
 
     def _follow_stream(self) -> None:
-        stream = self._open(self._config)
+        with self._lock:
+            config = replace(self._config, cri_endpoints=(self._endpoint,))
+        stream = self._open(config)
         with self._lock:
             self._stream = stream
         try:

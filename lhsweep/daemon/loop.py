@@ -218,8 +218,8 @@ class Daemon:
         if not self.worker.busy:
             return None
         c = self.config
-        limit = (c.sweep_action_timeout + KILL_GRACE_S + 3 * c.cri_timeout * len(c.cri_endpoints)
-                 + STALL_SLACK_S)
+        sockets = len(c.cri_endpoints or config_mod.WELL_KNOWN_CRI_SOCKETS)
+        limit = c.sweep_action_timeout + KILL_GRACE_S + 3 * c.cri_timeout * sockets + STALL_SLACK_S
         last = max(self.runner.last_progress, self.worker.busy_since or 0.0)
         return now - last if now - last > limit else None
 

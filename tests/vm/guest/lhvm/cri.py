@@ -80,6 +80,11 @@ class Cri:
         request = pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=sandbox_id))
         return list(self.call("ListContainers", request, pb.ListContainersResponse).containers)
 
+    def pod_sandbox_status(self, sandbox_id: str, verbose: bool = False) -> Any:
+        """PodSandboxStatus (verbose adds runtime info such as the pause process's pid)."""
+        request = pb.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose)
+        return self.call("PodSandboxStatus", request, pb.PodSandboxStatusResponse)
+
     def container_status(self, container_id: str, verbose: bool = False) -> Any:
         """ContainerStatus (verbose adds runtime info such as the pid)."""
         request = pb.ContainerStatusRequest(container_id=container_id, verbose=verbose)

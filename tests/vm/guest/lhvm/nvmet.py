@@ -151,11 +151,13 @@ def heads(nqn: str) -> list[str]:
 
 
 def controllers(nqn: str) -> dict[str, str]:
-    """Controllers of the subsystem with `nqn`: name -> state."""
+    """Controllers of the subsystem with `nqn`: name -> state ({} once the subsystem is gone)."""
     found = subsystem_dir(nqn)
-    if not found:
+    try:
+        names = sorted(os.listdir(found)) if found else []
+    except FileNotFoundError:  # it went between the lookup and the listing (lhsweep disconnected it)
         return {}
-    return {n: read(f"{found}/{n}/state") for n in sorted(os.listdir(found)) if _CONTROLLER.fullmatch(n)}
+    return {n: read(f"{found}/{n}/state") for n in names if _CONTROLLER.fullmatch(n)}
 
 
 def _live_head(nqn: str) -> Optional[str]:

@@ -21,11 +21,31 @@ from lhvm.proc import sh, wait_for
 IMAGE = "docker.io/library/lhvm-busybox:1"
 NAMESPACE = "longhorn-system"
 KUBELET_PODS = "/var/lib/kubelet/pods"
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"  # kubeadm's kubelet config file
+# A second containerd with no pods on another well-known CRI socket (a k3s/RKE2 leftover, say).
+OTHER_UNIT = "lhvm-other-containerd"
+OTHER_SOCKET = "/run/k3s/containerd/containerd.sock"
+OTHER_CONFIG_PATH = "/etc/lhvm/other-containerd.toml"
 CONFIG_PATH = "/etc/containerd/config.toml"
 # docs/vm.md: restrict_oom_score_adj (no CAP_SYS_RESOURCE); the pause image is our local busybox.
 CONFIG = f"""version = 2
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
                     "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{IMAGE}"
+  restrict_oom_score_adj = true
+"""
+
+
+OTHER_CONFIG = f"""version = 2
+root = "/var/lib/{OTHER_UNIT}"
+state = "/run/{OTHER_UNIT}"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "{OTHER_SOCKET}"
+[ttrpc]
+  address = "{OTHER_SOCKET}.ttrpc"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{IMAGE}"
   restrict_oom_score_adj = true
@@ -106,11 +126,11 @@ def build_busybox_image(path: str) -> None:
         _add(layout, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
 
 
-def _answers() -> bool:
-    """True when CRI on the containerd socket answers Version."""
-    if not os.path.exists(SOCKET):
+def _answers(path: str = SOCKET) -> bool:
+    """True when CRI on the containerd socket `path` answers Version."""
+    if not os.path.exists(path):
         return False
-    client = Cri(timeout=5)
+    client = Cri(path, timeout=5)
     try:
         return bool(client.version().runtime_name)
     except Exception:
@@ -138,7 +158,7 @@ def stop_containerd() -> None:
     sh("systemctl", "stop", "containerd.service", timeout=120)
 
 
-def _pod_config(node: str, name: str, uid: str, data_engine: str) -> Any:
+def _pod_config(node: str, name: str, uid: str, data_engine: str, pid_mode: int) -> Any:
     """The sandbox config kubelet would send for a Longhorn instance-manager pod."""
     labels = {
         "longhorn.io/component": "instance-manager",
@@ -149,7 +169,7 @@ def _pod_config(node: str, name: str, uid: str, data_engine: str) -> Any:
         "io.kubernetes.pod.namespace": NAMESPACE,
         "io.kubernetes.pod.uid": uid,
     }
-    host = pb.NamespaceOption(network=pb.NODE)
+    host = pb.NamespaceOption(network=pb.NODE, pid=pid_mode)
     return pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace=NAMESPACE, attempt=0),
         hostname="",  # must be empty with the node's UTS namespace
@@ -161,7 +181,7 @@ def _pod_config(node: str, name: str, uid: str, data_engine: str) -> Any:
     )
 
 
-def _container_config(sandbox: Any) -> Any:
+def _container_config(sandbox: Any, pid_mode: int) -> Any:
     """The instance-manager container: busybox sleeping, host network, kubelet's labels."""
     meta = sandbox.metadata
     labels = {
@@ -170,7 +190,7 @@ def _container_config(sandbox: Any) -> Any:
         "io.kubernetes.pod.namespace": meta.namespace,
         "io.kubernetes.pod.uid": meta.uid,
     }
-    host = pb.NamespaceOption(network=pb.NODE)
+    host = pb.NamespaceOption(network=pb.NODE, pid=pid_mode)
     return pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name="instance-manager", attempt=0),
         image=pb.ImageSpec(image=IMAGE),
@@ -183,16 +203,22 @@ def _container_config(sandbox: Any) -> Any:
     )
 
 
-def run_instance_manager(node: Optional[str] = None, data_engine: str = "v2") -> InstanceManager:
-    """Run an instance-manager pod as kubelet would, with its kubelet pod directory; returns it running."""
+def run_instance_manager(node: Optional[str] = None, data_engine: str = "v2",
+                         own_pid_namespace: bool = False) -> InstanceManager:
+    """Run an instance-manager pod as kubelet would, with its kubelet pod directory; returns it running.
+
+    `own_pid_namespace`: the container does not share the pause process's PID namespace
+    (kubelet's default), so it outlives a dead pause process.
+    """
     node = node or socket.gethostname()
     uid = str(uuid.uuid4())
     name = f"instance-manager-{uuid.uuid4().hex}"
-    sandbox = _pod_config(node, name, uid, data_engine)
+    pid_mode = pb.CONTAINER if own_pid_namespace else pb.POD
+    sandbox = _pod_config(node, name, uid, data_engine, pid_mode)
     client = Cri()
     try:
         sandbox_id = client.run_pod_sandbox(sandbox)
-        container_id = client.create_container(sandbox_id, _container_config(sandbox), sandbox)
+        container_id = client.create_container(sandbox_id, _container_config(sandbox, pid_mode), sandbox)
         client.start_container(container_id)
         status = client.container_status(container_id, verbose=True)
     finally:
@@ -209,6 +235,70 @@ def container_state(container_id: str) -> str:
         return state_name(client.container_status(container_id).status.state)
     finally:
         client.close()
+
+
+def sandbox_state(sandbox_id: str) -> str:
+    """The sandbox's state as CRI reports it now (ready/notready)."""
+    client = Cri()
+    try:
+        state = client.pod_sandbox_status(sandbox_id).status.state
+    finally:
+        client.close()
+    return str(pb.PodSandboxState.Name(state)).removeprefix("SANDBOX_").lower()
+
+
+def kill_sandbox(manager: InstanceManager, timeout: float = 60.0) -> None:
+    """SIGKILL the pod's pause process (the sandbox dies, its containers may not); wait for NOTREADY."""
+    client = Cri()
+    try:
+        info = client.pod_sandbox_status(manager.sandbox_id, verbose=True).info["info"]
+    finally:
+        client.close()
+    os.kill(int(json.loads(info)["pid"]), signal.SIGKILL)
+    wait_for("CRI to report the sandbox not ready",
+             lambda: sandbox_state(manager.sandbox_id) == "notready", timeout=timeout, every=0.5)
+
+
+def _signal_containerd(signum: int) -> None:
+    """Send `signum` to containerd.service's main process, if it runs."""
+    pid = int(sh("systemctl", "show", "-P", "MainPID", "containerd.service").strip() or 0)
+    if pid > 0:
+        os.kill(pid, signum)
+
+
+def freeze_containerd() -> None:
+    """SIGSTOP containerd: its socket stays and accepts connections, but no call is answered."""
+    _signal_containerd(signal.SIGSTOP)
+
+
+def thaw_containerd() -> None:
+    """SIGCONT containerd after freeze_containerd()."""
+    _signal_containerd(signal.SIGCONT)
+
+
+def start_other_containerd() -> None:
+    """A second containerd (no pods) on OTHER_SOCKET, as a transient unit; waits until CRI answers."""
+    os.makedirs(os.path.dirname(OTHER_CONFIG_PATH), exist_ok=True)
+    with open(OTHER_CONFIG_PATH, "w") as handle:
+        handle.write(OTHER_CONFIG)
+    sh("systemd-run", f"--unit={OTHER_UNIT}", "--property=Delegate=yes", "--property=KillMode=mixed",
+       "/usr/bin/containerd", "--config", OTHER_CONFIG_PATH, timeout=60)
+    wait_for("the second containerd's CRI to answer", lambda: _answers(OTHER_SOCKET), timeout=120,
+             every=0.5)
+
+
+def stop_other_containerd() -> None:
+    """Stop the second containerd, if it runs."""
+    sh("systemctl", "stop", f"{OTHER_UNIT}.service", check=False, timeout=120)
+    sh("systemctl", "reset-failed", f"{OTHER_UNIT}.service", check=False)
+
+
+def write_kubelet_config(endpoint: str) -> None:
+    """kubeadm's kubelet config file naming kubelet's runtime (containerRuntimeEndpoint)."""
+    os.makedirs(os.path.dirname(KUBELET_CONFIG), exist_ok=True)
+    with open(KUBELET_CONFIG, "w") as handle:
+        handle.write("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+                     f"containerRuntimeEndpoint: {endpoint}\n")
 
 
 def kill_instance_manager(manager: InstanceManager, timeout: float = 60.0) -> None:
@@ -234,7 +324,9 @@ def delete_instance_manager(manager: InstanceManager) -> None:
 
 
 def reset_runtime() -> None:
-    """Remove every pod sandbox and kubelet pod directory (only when containerd answers)."""
+    """Remove every pod sandbox (only when containerd answers), the kubelet pod directories and
+    config file, and the second containerd."""
+    thaw_containerd()
     if _answers():
         client = Cri()
         try:
@@ -244,3 +336,6 @@ def reset_runtime() -> None:
         finally:
             client.close()
     shutil.rmtree(KUBELET_PODS, ignore_errors=True)
+    stop_other_containerd()
+    if os.path.exists(KUBELET_CONFIG):
+        os.unlink(KUBELET_CONFIG)
