@@ -148,7 +148,7 @@ def test_sweep_removes_child_first_then_node_then_controller(rig: Rig) -> None:
     assert [(a["kind"], a["name"], a["result"]) for a in report["actions"]] == [
         ("dm", "pvc-enc-encrypted", "removed"), ("dm", "pvc-enc", "removed"),
         ("node", "pvc-enc", "removed"), ("nvme", vol.nqn, "removed")]
-    assert [c[1:] for c in rig.calls("remove")] == [["remove", "pvc-enc-encrypted"], ["remove", "pvc-enc"]]
+    assert [c[1:] for c in rig.calls("remove")] == [["remove", "--", "pvc-enc-encrypted"], ["remove", "--", "pvc-enc"]]
     assert [c[1:] for c in rig.calls("disconnect")] == [["disconnect", "--nqn", vol.nqn]]
     assert FAKE_KEY not in done.stdout
     after = rig.json("scan")
@@ -178,8 +178,8 @@ def test_dry_run_removes_nothing_but_says_what_it_would(rig: Rig) -> None:
 
 def test_a_held_longhorn_lock_skips_the_volume_until_released(rig: Rig) -> None:
     rig.tree.add_longhorn_volume("pvc-lock")
-    os.makedirs(rig.tree.p("/var/run/longhorn"), exist_ok=True)
-    fd = os.open(rig.tree.p("/var/run/longhorn/spdk-pvc-lock.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    os.makedirs(rig.tree.p("/run/longhorn"), exist_ok=True)
+    fd = os.open(rig.tree.p("/run/longhorn/spdk-pvc-lock.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         held = rig.json("sweep")
