@@ -168,19 +168,27 @@ class HostRoot:
         """Open the directory `host_path` (not through a link) for *at() calls; raises OSError."""
         return self.open(host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
 
-    def makedirs(self, host_path: str, mode: int = 0o755) -> None:
-        """Create the directory `host_path` and its missing parents, each inside the root."""
+    def makedirs(self, host_path: str, mode: int = 0o755, _links: int = 40) -> None:
+        """Create the directory `host_path` and its missing parents, each inside the root.
+
+        A dangling link on the way (`var/run -> /run` with no run) is followed inside the root.
+        """
         try:
             os.close(self.open(host_path, os.O_DIRECTORY | _O_PATH))
             return
         except FileNotFoundError:
             pass
+        if _links <= 0:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), host_path)
         parent, name = os.path.split(host_path.rstrip("/"))
-        self.makedirs(parent, mode)
+        self.makedirs(parent, mode, _links - 1)
         fd = self.open(parent, os.O_DIRECTORY | _O_PATH)
         try:
             os.mkdir(name, mode, dir_fd=fd)
         except FileExistsError:
-            pass
+            target = self.readlink(f"{parent.rstrip('/')}/{name}")
+            if target is None:
+                raise
+            self.makedirs(os.path.join(parent, target), mode, _links - 1)
         finally:
             os.close(fd)
