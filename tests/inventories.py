@@ -97,7 +97,8 @@ class Host:
         """Record a dm device in a namespace's holders/."""
         for i, sub in enumerate(self.subsystems):
             spaces = tuple(
-                NvmeNamespace(n.name, n.dev, (*(n.holders or ()), f"dm-{holder.dev.minor}")) if n.dev == ns_dev else n
+                NvmeNamespace(n.name, n.dev, (*(n.holders or ()), f"dm-{holder.dev.minor}"))
+                if n.dev == ns_dev else n
                 for n in sub.namespaces
             )
             self.subsystems[i] = NvmeSubsystem(sub.name, sub.nqn, sub.controllers, spaces)

@@ -116,8 +116,8 @@ def test_dmsetup_queries_mask_crypt_keys_and_log_each_call(tree: HostTree) -> No
     assert run("dmsetup", "info", "--", "nope").returncode == 1
     with open(tree.p("/.fake/calls.log"), encoding="utf-8") as handle:
         logged = [json.loads(line) for line in handle]
-    assert logged == [["dmsetup", "table"], ["dmsetup", "table", "--", "pvc-1"], ["dmsetup", "info", "--", "pvc-1"],
-                      ["dmsetup", "info", "--", "nope"]]
+    assert logged == [["dmsetup", "table"], ["dmsetup", "table", "--", "pvc-1"],
+                      ["dmsetup", "info", "--", "pvc-1"], ["dmsetup", "info", "--", "nope"]]
 
 
 def test_dmsetup_hangs_and_fails_on_request(tree: HostTree) -> None:

@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
 from lhsweep.inventory import read_inventory, read_node, read_subsystems
 from lhsweep.inventory.mounts import parse_mountinfo

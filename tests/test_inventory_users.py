@@ -64,7 +64,7 @@ def test_loop_backings_resolve_to_block_devices_or_unknown(tree: HostTree) -> No
     vol = tree.add_longhorn_volume("pvc-1")
     tree.add_loop("/dev/longhorn/pvc-1")
     tree.add_loop("/var/tmp/image")
-    name, _ = tree.add_loop("/dev/longhorn/gone (deleted)")
+    tree.add_loop("/dev/longhorn/gone (deleted)")
     loops = {loop.backing_file: loop.backing for loop in read_loops(HostRoot(tree.root))}
     assert loops["/dev/longhorn/pvc-1"] == DevNum.parse(vol.dm_dev)
     assert loops["/var/tmp/image"] == DevNum(0, 0)

@@ -193,7 +193,7 @@ def _backup_node(host: Host) -> tuple[DevNum, str]:
 
 def test_a_backup_node_open_by_a_process_is_busy_naming_the_pid() -> None:
     host = Host()
-    dev, ns = _backup_node(host)
+    dev, _ = _backup_node(host)
     host.openers.append(Opener(dev, 4321, "dd"))
     plan = plan_of(host)
     v = verdicts(plan)

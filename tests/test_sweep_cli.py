@@ -148,7 +148,8 @@ def test_sweep_removes_child_first_then_node_then_controller(rig: Rig) -> None:
     assert [(a["kind"], a["name"], a["result"]) for a in report["actions"]] == [
         ("dm", "pvc-enc-encrypted", "removed"), ("dm", "pvc-enc", "removed"),
         ("node", "pvc-enc", "removed"), ("nvme", vol.nqn, "removed")]
-    assert [c[1:] for c in rig.calls("remove")] == [["remove", "--", "pvc-enc-encrypted"], ["remove", "--", "pvc-enc"]]
+    assert [c[1:] for c in rig.calls("remove")] == [["remove", "--", "pvc-enc-encrypted"],
+                                                    ["remove", "--", "pvc-enc"]]
     assert [c[1:] for c in rig.calls("disconnect")] == [["disconnect", "--nqn", vol.nqn]]
     assert FAKE_KEY not in done.stdout
     after = rig.json("scan")
@@ -236,3 +237,26 @@ def test_one_shot_sweep_logs_its_decisions_when_asked(rig: Rig) -> None:
     assert any("removed stale node pvc-old" in line for line in lines), done.stderr
     busy = next(line for line in lines if "dm pvc-log is a busy leftover" in line)
     assert 'holder="pvc-log is open 1 time(s); pvc-log is mounted on' in busy
+
+
+def test_a_process_opening_the_device_after_planning_stops_its_removal(rig: Rig) -> None:
+    """The re-check right before removal uses the plan's definition of busy: a new opener counts."""
+    rig.tree.add_longhorn_volume("pvc-op")
+    host = HostRoot(rig.tree.root)
+    plan = scan(load(str(rig.config)), host).plan
+    assert len(plan.removals) == 3
+    rig.tree.add_process(777, "reader", open_paths=("/dev/longhorn/pvc-op",))
+    outcomes = Actor(host, ToolRunner(5)).execute(plan, dry_run=False)
+    dm = next(o for o in outcomes if o.kind.value == "dm")
+    assert dm.result.value == "skipped" and "open by pid 777 (reader)" in dm.detail
+    assert rig.calls("remove") == []
+
+
+def test_longhorn_locks_are_taken_below_the_root_through_its_absolute_var_run_link(rig: Rig) -> None:
+    """<root>/var/run -> /run: the locks are <root>/run/longhorn..., never lhsweep's own /run."""
+    assert os.readlink(rig.tree.p("/var/run")) == "/run"
+    rig.tree.add_longhorn_volume("pvc-rootlock")
+    assert [a["result"] for a in rig.json("sweep")["actions"]] == ["removed", "removed", "removed"]
+    assert os.path.isfile(rig.tree.p("/run/longhorn/spdk-pvc-rootlock.lock"))
+    assert os.path.isfile(rig.tree.p("/run/longhorn-spdk.lock"))
+    assert not os.path.exists("/run/longhorn/spdk-pvc-rootlock.lock")
