@@ -1,7 +1,7 @@
 """Who uses block devices: mounts of every mount namespace, processes' open fds, loop devices.
 
 Each fact is read whole or not at all: a /proc that cannot be fully read (permission, hidepid,
-ProtectProc=) gives None ("unknown"), never an empty answer.
+ProtectProc=) makes the fact Unknown, never an empty answer.
 
 Why /proc/<pid>/fd and not an O_EXCL open probe here: a probe briefly claims the device, so
 an instance-manager (or the kernel for it: dm table load, mount, mkfs) claiming the same device
