@@ -18,10 +18,11 @@ from lhsweep.inventory import (
     DmControl,
     DmsetupDmControl,
     read_dm_device,
-    read_mounts,
     read_subsystems,
+    read_usage,
     select_dm_control,
 )
+from lhsweep.inventory.sysfs import SYS_BLOCK, kernel_name_of, read_holders
 from lhsweep.longhorn import LEGACY_LOCK, volume_lock_path
 from lhsweep.model import (
     ActionOutcome,
@@ -33,6 +34,7 @@ from lhsweep.model import (
     table_fingerprint,
 )
 from lhsweep.tools import ToolResult, ToolRunner
+from lhsweep.usage import DeviceUse
 
 LONGHORN_DEV_DIR = "/dev/longhorn"
 
@@ -109,6 +111,7 @@ class Actor:
                 return self._control().remove(entry.name, self.runner)
             if entry.kind is Kind.NVME:
                 return self._disconnect(entry.name, self._recheck_nvme(entry))
+            self._recheck_node(entry)
             return self._unlink_node(entry)
 
     def _recheck(self, entry: Entry) -> None:
@@ -140,27 +143,24 @@ class Actor:
             raise _Skip(f"now {dm.dev}, planned as {entry.identity.dev}: re-created since")
         if table_fingerprint(dm.targets) != entry.identity.fingerprint:
             raise _Skip("its table changed since it was planned (reloaded?)")
-        busy = self._dm_busy_now(dm.dev, dm.open_count, dm.holders, dm.suspended, dm.deferred_remove)
-        if busy:
-            raise _Skip(f"became busy: {busy}")
+        # The plan's own definition of busy; a stacked child was removed before, so none is expected.
+        self._refuse_if_used(read_usage(self.host).of_dm(dm))
 
-    def _dm_busy_now(self, dev: DevNum, opens: Optional[int], holders: tuple[str, ...],
-                     suspended: bool, deferred: bool) -> str:
-        if opens is None:
-            return "open count unreadable"
-        mounted = [m.mount_point for m in read_mounts(self.host) if m.dev == dev]
-        facts = [
-            f"open {opens} time(s)" if opens else "",
-            f"mounted on {', '.join(mounted)}" if mounted else "",
-            f"held by {', '.join(holders)}" if holders else "",
-            "suspended" if suspended else "",
-            "deferred removal pending" if deferred else "",
-        ]
-        return "; ".join(f for f in facts if f)
+    @staticmethod
+    def _refuse_if_used(use: DeviceUse) -> None:
+        if use.busy:
+            raise _Skip(f"became busy: {'; '.join(use.busy)}")
+        if use.unknown:
+            raise _Skip(f"cannot tell whether it is in use: {'; '.join(use.unknown)}")
 
     def _recheck_node(self, entry: Entry) -> None:
         with self._dev_longhorn() as dir_fd:
             self._same_node(dir_fd, entry)
+        dev = entry.identity.dev
+        if dev is not None:  # a node is only ever planned with its number
+            kernel_name = kernel_name_of(self.host, dev)
+            holders = read_holders(self.host, f"{SYS_BLOCK}/{kernel_name}/holders") if kernel_name else ()
+            self._refuse_if_used(read_usage(self.host).of_device(entry.name, dev, holders))
 
     def _same_node(self, dir_fd: int, entry: Entry) -> None:
         """Rule no-links-block-nodes-only: lstat at the directory fd; only the very block node planned."""
@@ -179,10 +179,9 @@ class Actor:
         found = [s for s in read_subsystems(self.host) if s.nqn == entry.name and s.controllers]
         if not found:
             raise _Satisfied("already gone")
-        mounts = {m.dev for m in read_mounts(self.host)}
+        usage = read_usage(self.host)
         for ns in (ns for s in found for ns in s.namespaces):
-            if ns.holders or ns.dev in mounts:
-                raise _Skip(f"became busy: {ns.name} is held or mounted")
+            self._refuse_if_used(usage.of_device(ns.name, ns.dev, ns.holders))
         return tuple(c.name for s in found for c in s.controllers)
 
     # ------------------------------------------------------------ removal helpers
@@ -229,18 +228,22 @@ class Actor:
     @contextlib.contextmanager
     def _longhorn_locks(self, volume: str) -> Iterator[None]:
         """Rule respect-live-instance-manager: go-spdk-helper's volume and global flocks, no waiting."""
+        try:
+            paths = (volume_lock_path(volume), LEGACY_LOCK)
+        except ValueError as exc:
+            raise _Skip(str(exc)) from None
         with contextlib.ExitStack() as stack:
-            for path in (volume_lock_path(volume), LEGACY_LOCK):
+            for path in paths:
                 stack.enter_context(self._flock(path))
             yield
 
     @contextlib.contextmanager
     def _flock(self, path: str) -> Iterator[None]:
-        real = self.host.path(path)
+        """flock `path` below the host root, each component (and the file) created inside it."""
         try:
-            os.makedirs(os.path.dirname(real), mode=0o755, exist_ok=True)
+            self.host.makedirs(os.path.dirname(path))
             # Read-only is enough for flock, and works where the sandbox keeps /run read-only.
-            fd = os.open(real, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = self.host.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             raise _Skip(f"cannot open Longhorn lock {path}: {exc.strerror}") from None
         try:

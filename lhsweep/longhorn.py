@@ -11,8 +11,10 @@ from lhsweep.model import LONGHORN_NQN_PREFIX
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _ENGINE = re.compile(r"(?P<vol>.+)-e-[0-9a-f]{8}")
 ENCRYPTED_SUFFIX = "-encrypted"
-LEGACY_LOCK = "/var/run/longhorn-spdk.lock"
-LOCK_DIR = "/var/run/longhorn"
+# go-spdk-helper names them below /var/run, inside the host's mount namespace, where /var/run is
+# a link to /run: lhsweep names the real directory.
+LEGACY_LOCK = "/run/longhorn-spdk.lock"
+LOCK_DIR = "/run/longhorn"
 
 
 def fits_name(name: str) -> bool:
@@ -21,18 +23,22 @@ def fits_name(name: str) -> bool:
 
 
 def volume_of_nqn(nqn: str) -> str:
-    """The volume an engine-frontend NQN belongs to ('' when the NQN is not Longhorn's)."""
+    """The volume an engine-frontend NQN belongs to ('' when the NQN or the name is not Longhorn's)."""
     if not nqn.startswith(LONGHORN_NQN_PREFIX):
         return ""
     suffix = nqn[len(LONGHORN_NQN_PREFIX) :]
     if suffix.startswith("volume-"):
-        return suffix[len("volume-") :]
-    match = _ENGINE.fullmatch(suffix)
-    return match.group("vol") if match else suffix
+        volume = suffix[len("volume-") :]
+    else:
+        match = _ENGINE.fullmatch(suffix)
+        volume = match.group("vol") if match else suffix
+    return volume if fits_name(volume) else ""
 
 
 def volume_lock_path(name: str) -> str:
-    """go-spdk-helper's per-volume flock file (2026+)."""
+    """go-spdk-helper's per-volume flock file (2026+); raises ValueError for a name not Longhorn's."""
+    if not fits_name(name):
+        raise ValueError(f"not a Longhorn volume name: {name!r}")
     return f"{LOCK_DIR}/spdk-{name}.lock"
 
 

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, TypeVar, Union
 
 LONGHORN_NQN_PREFIX = "nqn.2023-01.io.longhorn.spdk:"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A host fact that could not be read, and why: never read as "nothing there"."""
+
+    reason: str
+
+
+# A fact of the inventory: the value read, or Unknown with the reason it could not be.
+Fact = Union[_T, Unknown]
 
 
 @dataclass(frozen=True, order=True)
@@ -65,7 +77,8 @@ class DmDevice:
     targets: Optional[tuple[DmTarget, ...]]
     open_count: Optional[int]
     deferred_remove: bool
-    holders: tuple[str, ...]
+    # None when holders/ could not be listed.
+    holders: Optional[tuple[str, ...]]
     slaves: tuple[str, ...]
     # For each slaves/ link whose target no longer exists: the link text (never followed).
     dangling_slaves: tuple[str, ...] = ()
@@ -99,7 +112,8 @@ class NvmeNamespace:
 
     name: str
     dev: DevNum
-    holders: tuple[str, ...]
+    # None when holders/ could not be listed.
+    holders: Optional[tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -142,20 +156,47 @@ class Mount:
     dev: DevNum
     mount_point: str
     source: str
+    # "" for PID 1's mount namespace, else which one ("mount namespace of pid 42 (sleep)").
+    namespace: str = ""
+
+
+@dataclass(frozen=True)
+class Opener:
+    """A process holding an fd open on a block device (from /proc/<pid>/fd)."""
+
+    dev: DevNum
+    pid: int
+    comm: str
+
+
+@dataclass(frozen=True)
+class LoopDevice:
+    """A bound loop device and the block device backing it.
+
+    `backing` is None when the backing file cannot be resolved (deleted, or gone from the host's
+    view): it may have been any block node. DevNum(0, 0) stands for a regular file.
+    """
+
+    name: str
+    backing_file: str
+    backing: Optional[DevNum]
 
 
 @dataclass(frozen=True)
 class Inventory:
-    """Everything read from one host at one moment."""
+    """Everything read from one host at one moment; each fact is known or Unknown(reason)."""
 
     dm_devices: tuple[DmDevice, ...]
-    nodes: tuple[LonghornNode, ...]
+    nodes: Fact[tuple[LonghornNode, ...]]
     subsystems: tuple[NvmeSubsystem, ...]
     block_devices: tuple[BlockDevice, ...]
     ublk_devices: tuple[BlockDevice, ...]
-    mounts: tuple[Mount, ...]
-    # Why a part could not be read (for example "dm control: permission denied").
+    # Every mount of every mount namespace.
+    mounts: Fact[tuple[Mount, ...]]
+    # Why a part could not be read (for example "dm control: permission denied"); for the operator.
     problems: tuple[str, ...] = ()
+    openers: Fact[tuple[Opener, ...]] = ()
+    loops: Fact[tuple[LoopDevice, ...]] = ()
 
 
 # ---------------------------------------------------------------- runtime

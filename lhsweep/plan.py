@@ -22,9 +22,11 @@ from lhsweep.model import (
     Plan,
     RuntimeState,
     RuntimeView,
+    Unknown,
     Verdict,
     table_fingerprint,
 )
+from lhsweep.usage import DeviceUse, Usage
 
 # Removal order inside a sweep: crypt children, then dm devices, then nodes, then NVMe controllers.
 ORDER_DM_CHILD, ORDER_DM, ORDER_NODE, ORDER_NVME = 0, 1, 2, 3
@@ -42,16 +44,16 @@ class _Index:
     namespaces: dict[DevNum, tuple[NvmeNamespace, NvmeSubsystem]]
     subsystems: dict[str, NvmeSubsystem]
     ublk: frozenset[DevNum]
-    mounts: dict[DevNum, tuple[str, ...]]
+    usage: Usage
     nodes: dict[str, LonghornNode]
+    # Why /dev/longhorn could not be read ("" when it was).
+    nodes_unknown: str
 
     @classmethod
     def build(cls, inv: Inventory) -> _Index:
         """Index `inv` by device number and name."""
         block_by_dev = {b.dev: b.name for b in inv.block_devices}
-        mounts: dict[DevNum, tuple[str, ...]] = {}
-        for m in inv.mounts:
-            mounts[m.dev] = (*mounts.get(m.dev, ()), m.mount_point)
+        nodes = inv.nodes if not isinstance(inv.nodes, Unknown) else ()
         return cls(
             block_by_dev=block_by_dev,
             dm_by_dev={d.dev: d for d in inv.dm_devices},
@@ -60,8 +62,9 @@ class _Index:
             namespaces={ns.dev: (ns, s) for s in inv.subsystems for ns in s.namespaces},
             subsystems={s.name: s for s in inv.subsystems},
             ublk=frozenset(u.dev for u in inv.ublk_devices),
-            mounts=mounts,
-            nodes={n.name: n for n in inv.nodes},
+            usage=Usage.of(inv),
+            nodes={n.name: n for n in nodes},
+            nodes_unknown=inv.nodes.reason if isinstance(inv.nodes, Unknown) else "",
         )
 
 
@@ -118,7 +121,7 @@ def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: f
     """Give every host object a verdict and a reason; only stale entries are ever removed."""
     ctx = _Context.build(inventory, runtime, config, now, frontend_records)
     dm = _plan_dm_devices(ctx)
-    nodes = {n.name: _plan_node(ctx, n, dm) for n in inventory.nodes}
+    nodes = {n.name: _plan_node(ctx, n, dm) for n in ctx.idx.nodes.values()}
     stale_nodes_by_dev: dict[DevNum, list[str]] = {}
     for node in nodes.values():
         if node.verdict is Verdict.STALE and node.identity.dev is not None:
@@ -151,8 +154,7 @@ def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
         return _plan_dm_group(ctx, parent)
     owned, why = _owner_reason(ctx, dm)
     if not owned:
-        verdict = Verdict.UNKNOWN if dm.targets is None and not ctx.config.excluded(dm.name) \
-            else Verdict.FOREIGN
+        verdict = Verdict.FOREIGN if owned is False else Verdict.UNKNOWN
         return {dm.name: _Draft(Kind.DM, dm.name, verdict, why, _identity(dm))}
     child = _encrypted_child(ctx, dm)
     members = [dm] if child is None else [child, dm]
@@ -196,13 +198,13 @@ def _single(dm: DmDevice, target_type: str) -> bool:
     )
 
 
-def _owner_reason(ctx: _Context, dm: DmDevice) -> tuple[bool, str]:
-    """Rule prove-ownership: prove a dm device is a Longhorn V2 frontend; (owned, why)."""
+def _owner_reason(ctx: _Context, dm: DmDevice) -> tuple[Optional[bool], str]:
+    """Rule prove-ownership: is a dm device a Longhorn V2 frontend; (owned, why), None: cannot tell."""
     pattern = ctx.config.excluded(dm.name)
     if pattern:
         return False, f"excluded by sweep.exclude pattern {pattern!r}"
     if dm.targets is None:
-        return False, "dm table and open count could not be read; ownership unproven"
+        return None, "dm table and open count could not be read; ownership unproven"
     if not _single(dm, "linear"):
         kinds = ",".join(sorted({t.target_type for t in dm.targets})) or "empty"
         return False, f"table is {len(dm.targets)} segment(s) of {kinds}, not one linear segment"
@@ -211,10 +213,12 @@ def _owner_reason(ctx: _Context, dm: DmDevice) -> tuple[bool, str]:
     backing = dm.targets[0].backing
     if backing is None:
         return False, "linear target names no backing device"
+    if not fits_name(dm.name):
+        return False, "the name is not Longhorn-shaped"
     return _backing_reason(ctx, dm, backing)
 
 
-def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[bool, str]:
+def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optional[bool], str]:
     ns = ctx.idx.namespaces.get(backing)
     if ns is not None:
         namespace, subsystem = ns
@@ -222,18 +226,14 @@ def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[bool,
             return True, f"linear over {namespace.name} of Longhorn subsystem {subsystem.nqn}"
         return False, f"linear over {namespace.name} of non-Longhorn subsystem {subsystem.nqn}"
     if backing in ctx.idx.ublk:
-        if fits_name(dm.name):
-            return True, f"linear over ublk device {ctx.idx.block_by_dev[backing]}"
-        return False, "linear over a ublk device but the name is not Longhorn-shaped"
+        return True, f"linear over ublk device {ctx.idx.block_by_dev[backing]}"
     if backing in ctx.idx.block_by_dev:
         return False, f"linear over {ctx.idx.block_by_dev[backing]}, not an NVMe-oF or ublk device"
     return _gone_backing_reason(ctx, dm, backing)
 
 
-def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[bool, str]:
+def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optional[bool], str]:
     """Backing device gone: only a matching /dev/longhorn node or the kernel's own link proves it."""
-    if not fits_name(dm.name):
-        return False, f"backing {backing} is gone and the name is not Longhorn-shaped"
     node = ctx.idx.nodes.get(dm.name)
     if node is not None and node.node_type is NodeType.BLOCK and node.rdev == dm.dev:
         return True, f"backing {backing} is gone; /dev/longhorn/{dm.name} points at it"
@@ -242,6 +242,8 @@ def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[
         subsystem = ctx.idx.subsystems.get(match.group(1)) if match else None
         if subsystem is not None and subsystem.is_longhorn:
             return True, f"backing {backing} is gone; it was a namespace of {subsystem.nqn}"
+    if ctx.idx.nodes_unknown:
+        return None, f"backing {backing} is gone and /dev/longhorn is unknown ({ctx.idx.nodes_unknown})"
     return False, f"backing {backing} is gone and nothing proves the device was Longhorn's"
 
 
@@ -254,10 +256,16 @@ def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice],
     held = _liveness(ctx, dm.name, age_ns, backing_present)
     if held is not None:
         return held[0], f"{held[1]} ({why})", []
-    busy = _dm_busy(ctx, dm, child)
-    if busy:
-        return Verdict.BUSY, f"{'; '.join(busy)} ({why})", busy
+    use = _dm_busy(ctx, dm, child)
+    if use.busy:
+        return Verdict.BUSY, f"{'; '.join(use.busy)} ({why})", list(use.busy)
+    if use.unknown:
+        return Verdict.UNKNOWN, f"{_cannot_tell(use)} ({why})", []
     return Verdict.STALE, f"{_stale_because(ctx)} ({why})", []
+
+
+def _cannot_tell(use: DeviceUse) -> str:
+    return f"cannot tell whether it is in use: {'; '.join(use.unknown)}"
 
 
 def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
@@ -265,6 +273,8 @@ def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
     """Rules unknown-runtime-acts-not and respect-live-instance-manager: a verdict, else None."""
     if ctx.runtime.state is not RuntimeState.KNOWN:
         return Verdict.UNKNOWN, f"runtime unknown: {ctx.runtime.reason}"
+    if ctx.idx.nodes_unknown:  # its age, and which nodes still point at it, are unknown
+        return Verdict.UNKNOWN, f"/dev/longhorn unknown: {ctx.idx.nodes_unknown}"
     if age_ns is not None and ctx.now_ns - age_ns < ctx.grace_ns:
         ctx.grace_ends_ns.append(age_ns + ctx.grace_ns)
         return Verdict.LIVE, "younger than the grace period"
@@ -289,12 +299,12 @@ def _stale_because(ctx: _Context) -> str:
     return f"older than running instance-manager {ctx.im_names} and its backing is gone"
 
 
-def _dm_busy(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> list[str]:
-    """Rule never-touch-busy: why the device (or its child) is in use; empty when it is not."""
-    reasons: list[str] = []
+def _dm_busy(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> DeviceUse:
+    """Rule never-touch-busy: who uses the device (or its child), and what could not be told."""
+    use = DeviceUse()
     for member in ([child] if child else []) + [dm]:
-        reasons += _busy_reasons(ctx, member, allowed_holders=_kernel_names(ctx, child))
-    return reasons
+        use += _busy_reasons(ctx, member, allowed_holders=_kernel_names(ctx, child))
+    return use
 
 
 def _kernel_names(ctx: _Context, dm: Optional[DmDevice]) -> frozenset[str]:
@@ -304,30 +314,9 @@ def _kernel_names(ctx: _Context, dm: Optional[DmDevice]) -> frozenset[str]:
     return frozenset([name]) if name else frozenset()
 
 
-def _busy_reasons(ctx: _Context, dm: DmDevice, allowed_holders: frozenset[str]) -> list[str]:
-    reasons = []
-    # A stacked child being removed with this device accounts for one open of it.
-    opens = (dm.open_count or 0) - sum(1 for h in dm.holders if h in allowed_holders)
-    if opens > 0:
-        reasons.append(f"{dm.name} is open {opens} time(s)")
-    for mount_point in ctx.idx.mounts.get(dm.dev, ()):
-        reasons.append(f"{dm.name} is mounted on {mount_point}")
-    holders = [h for h in dm.holders if h not in allowed_holders]
-    if holders:
-        reasons.append(f"{dm.name} is held by {', '.join(_holder_names(ctx, holders))}")
-    if dm.suspended:
-        reasons.append(f"{dm.name} is suspended (an instance-manager may be reloading it)")
-    if dm.deferred_remove:
-        reasons.append(f"{dm.name} has a deferred removal pending")
-    return reasons
-
-
-def _holder_names(ctx: _Context, holders: list[str]) -> list[str]:
-    named = []
-    for kernel_name in holders:
-        dm = ctx.idx.dm_by_kernel_name.get(kernel_name)
-        named.append(f"{kernel_name} ({dm.name})" if dm else kernel_name)
-    return named
+def _busy_reasons(ctx: _Context, dm: DmDevice, allowed_holders: frozenset[str]) -> DeviceUse:
+    names = {h: f"{h} ({d.name})" for h in dm.holders or () for d in [ctx.idx.dm_by_kernel_name.get(h)] if d}
+    return ctx.idx.usage.of_dm(dm, allowed_holders, names)
 
 
 # ---------------------------------------------------------------- /dev/longhorn nodes
@@ -366,7 +355,7 @@ def _node_target(ctx: _Context, node: LonghornNode, rdev: DevNum, dm: dict[str, 
         return
     else:
         what = f"points at {rdev}, which no longer exists"
-    _decide(ctx, draft, node.ctime_ns, what, [])
+    _decide(ctx, draft, node.ctime_ns, what, ctx.idx.usage.of_device(node.name, rdev))
 
 
 def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
@@ -384,20 +373,21 @@ def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
 
 def _node_on_namespace(ctx: _Context, node: LonghornNode, ns: NvmeNamespace, draft: _Draft) -> None:
     """A backup initiator's node points straight at a Longhorn NVMe namespace."""
-    busy = [f"{ns.name} is mounted on {m}" for m in ctx.idx.mounts.get(ns.dev, ())]
-    busy += [f"{ns.name} is held by {h}" for h in ns.holders]
-    _decide(ctx, draft, node.ctime_ns, f"points at Longhorn namespace {ns.name}", busy,
+    use = ctx.idx.usage.of_device(ns.name, ns.dev, ns.holders)
+    _decide(ctx, draft, node.ctime_ns, f"points at Longhorn namespace {ns.name}", use,
             backing_present=True)
 
 
-def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str, busy: list[str],
+def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str, use: DeviceUse,
             backing_present: bool = False) -> None:
     held = _liveness(ctx, draft.volume, age_ns, backing_present)
     if held is not None:
         draft.verdict, draft.reason = held[0], f"{held[1]}; {what}"
-    elif busy:
-        draft.verdict, draft.reason = Verdict.BUSY, f"{'; '.join(busy)}; {what}"
-        draft.holders = busy
+    elif use.busy:
+        draft.verdict, draft.reason = Verdict.BUSY, f"{'; '.join(use.busy)}; {what}"
+        draft.holders = list(use.busy)
+    elif use.unknown:
+        draft.verdict, draft.reason = Verdict.UNKNOWN, f"{_cannot_tell(use)}; {what}"
     else:
         draft.verdict, draft.reason = Verdict.STALE, f"{_stale_because(ctx)}; {what}"
 
@@ -413,24 +403,28 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
     pattern = ctx.config.excluded(subsystem.nqn)
     if not subsystem.is_longhorn:
         draft.reason = "NQN is not Longhorn's"
+    elif not volume:
+        draft.reason = "the NQN's volume name is not Longhorn-shaped"
     elif pattern:
         draft.reason = f"excluded by sweep.exclude pattern {pattern!r}"
     else:
-        busy, after = _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)
+        use, after = _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)
         draft.after.extend(after)
         what = f"controllers {', '.join(c.name for c in subsystem.controllers)}"
-        _decide(ctx, draft, None, what, busy, backing_present=True)
+        _decide(ctx, draft, None, what, use, backing_present=True)
     return draft
 
 
 def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
-                     stale_nodes_by_dev: dict[DevNum, list[str]]) -> tuple[list[str], list[tuple[Kind, str]]]:
+                     stale_nodes_by_dev: dict[DevNum, list[str]]) -> tuple[DeviceUse, list[tuple[Kind, str]]]:
     """What still uses the subsystem's namespaces: blockers, and stale users to remove first."""
+    use = DeviceUse()
     busy: list[str] = []
     after: list[tuple[Kind, str]] = []
     for ns in subsystem.namespaces:
-        busy += [f"{ns.name} is mounted on {m}" for m in ctx.idx.mounts.get(ns.dev, ())]
-        for holder in ns.holders:
+        # Its dm holders are weighed below: a stale one is removed first, any other blocks.
+        use += ctx.idx.usage.of_device(ns.name, ns.dev, None if ns.holders is None else ())
+        for holder in ns.holders or ():
             user = ctx.idx.dm_by_kernel_name.get(holder)
             draft = dm.get(user.name) if user else None
             if draft is not None and draft.verdict is Verdict.STALE:
@@ -439,4 +433,4 @@ def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Dra
                 state = draft.verdict.value if draft else "unknown"
                 busy.append(f"{ns.name} is held by {holder} ({state})")
         after += [(Kind.NODE, name) for name in stale_nodes_by_dev.get(ns.dev, ())]
-    return busy, after
+    return use + DeviceUse(tuple(busy)), after

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from lhsweep.model import (
     LONGHORN_NQN_PREFIX,
@@ -14,13 +14,16 @@ from lhsweep.model import (
     InstanceManager,
     Inventory,
     LonghornNode,
+    LoopDevice,
     Mount,
     NodeType,
     NvmeController,
     NvmeNamespace,
     NvmeSubsystem,
+    Opener,
     RuntimeState,
     RuntimeView,
+    Unknown,
 )
 
 DM_MAJOR, NVME_MAJOR, SD_MAJOR = 253, 259, 8
@@ -36,14 +39,21 @@ class Host:
     subsystems: list[NvmeSubsystem] = field(default_factory=list)
     blocks: list[BlockDevice] = field(default_factory=list)
     mounts: list[Mount] = field(default_factory=list)
+    openers: list[Opener] = field(default_factory=list)
+    loops: list[LoopDevice] = field(default_factory=list)
+    # Facts that could not be read: "nodes", "mounts", "openers", "loops" -> reason.
+    unknown: dict[str, str] = field(default_factory=dict)
     next_dm: int = 0
     next_ns: int = 1
     next_inode: int = 100
 
     def inventory(self) -> Inventory:
-        """The frozen inventory."""
-        return Inventory(tuple(self.dm), tuple(self.nodes), tuple(self.subsystems),
-                         tuple(self.blocks), (), tuple(self.mounts))
+        """The frozen inventory; the facts named in `unknown` are Unknown."""
+        def fact(name: str, value: tuple) -> Any:
+            return Unknown(self.unknown[name]) if name in self.unknown else value
+        return Inventory(tuple(self.dm), fact("nodes", tuple(self.nodes)), tuple(self.subsystems),
+                         tuple(self.blocks), (), fact("mounts", tuple(self.mounts)),
+                         openers=fact("openers", tuple(self.openers)), loops=fact("loops", tuple(self.loops)))
 
     def namespace(self, nqn: str, present: bool = True) -> tuple[DevNum, str]:
         """An NVMe subsystem with one controller and namespace; returns the namespace's dev and name."""
@@ -80,14 +90,15 @@ class Host:
         """Record `holder` in dm's holders/ and count its open."""
         held = DmDevice(dm.name, dm.dev, dm.uuid, dm.suspended, dm.targets,
                         (dm.open_count or 0) + 1, dm.deferred_remove,
-                        (*dm.holders, f"dm-{holder.dev.minor}"), dm.slaves)
+                        (*(dm.holders or ()), f"dm-{holder.dev.minor}"), dm.slaves)
         self.dm[self.dm.index(dm)] = held
 
     def hold_namespace(self, ns_dev: DevNum, holder: DmDevice) -> None:
         """Record a dm device in a namespace's holders/."""
         for i, sub in enumerate(self.subsystems):
             spaces = tuple(
-                NvmeNamespace(n.name, n.dev, (*n.holders, f"dm-{holder.dev.minor}")) if n.dev == ns_dev else n
+                NvmeNamespace(n.name, n.dev, (*(n.holders or ()), f"dm-{holder.dev.minor}"))
+                if n.dev == ns_dev else n
                 for n in sub.namespaces
             )
             self.subsystems[i] = NvmeSubsystem(sub.name, sub.nqn, sub.controllers, spaces)

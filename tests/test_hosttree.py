@@ -75,20 +75,20 @@ def test_dmsetup_remove_of_a_busy_device_fails_like_the_real_one(tree: HostTree)
     tree.add_longhorn_volume("pvc-1", mounted=True)
     tree.add_longhorn_volume("pvc-2", encrypted=True)
     for name in ("pvc-1", "pvc-2"):
-        result = run("dmsetup", "remove", name)
+        result = run("dmsetup", "remove", "--", name)
         assert result.returncode == 1
         assert result.stderr == (f"device-mapper: remove ioctl on {name}  failed: Device or resource busy\n"
                                  "Command failed.\n")
     assert set(tree.__class__(tree.root).state["devices"]) == {"pvc-1", "pvc-2", "pvc-2-encrypted"}
-    missing = run("dmsetup", "remove", "nope")
+    missing = run("dmsetup", "remove", "--", "nope")
     assert (missing.returncode, missing.stderr) == (1, "Device nope not found\nCommand failed.\n")
 
 
 def test_dmsetup_remove_takes_the_device_out_of_the_tree(tree: HostTree) -> None:
     vol = tree.add_longhorn_volume("pvc-1", backing_gone=True, encrypted=True)
     assert os.path.isdir(tree.p(f"/sys/class/nvme-subsystem/{vol.subsystem}/"))
-    assert run("dmsetup", "remove", "pvc-1-encrypted").returncode == 0
-    assert run("dmsetup", "remove", "pvc-1").returncode == 0
+    assert run("dmsetup", "remove", "--", "pvc-1-encrypted").returncode == 0
+    assert run("dmsetup", "remove", "--", "pvc-1").returncode == 0
     assert not os.path.lexists(tree.p(f"/sys/block/{vol.dm}"))
     assert not os.path.lexists(tree.p(f"/sys/dev/block/{vol.dm_dev}"))
     assert not os.path.exists(tree.p(f"/sys/devices/virtual/block/{vol.dm}"))
@@ -110,22 +110,22 @@ def test_dmsetup_queries_mask_crypt_keys_and_log_each_call(tree: HostTree) -> No
     table = run("dmsetup", "table").stdout
     assert "pvc-1: 0 2097152 linear 259:0 0\n" in table
     assert "pvc-1-encrypted: 0 2064384 crypt aes-xts-plain64 " in table and FAKE_KEY not in table
-    assert run("dmsetup", "table", "pvc-1").stdout == "0 2097152 linear 259:0 0\n"
-    info = run("dmsetup", "info", "pvc-1").stdout
+    assert run("dmsetup", "table", "--", "pvc-1").stdout == "0 2097152 linear 259:0 0\n"
+    info = run("dmsetup", "info", "--", "pvc-1").stdout
     assert "Open count:        1\n" in info and "Major, minor:      253, 0\n" in info
-    assert run("dmsetup", "info", "nope").returncode == 1
+    assert run("dmsetup", "info", "--", "nope").returncode == 1
     with open(tree.p("/.fake/calls.log"), encoding="utf-8") as handle:
         logged = [json.loads(line) for line in handle]
-    assert logged == [["dmsetup", "table"], ["dmsetup", "table", "pvc-1"], ["dmsetup", "info", "pvc-1"],
-                      ["dmsetup", "info", "nope"]]
+    assert logged == [["dmsetup", "table"], ["dmsetup", "table", "--", "pvc-1"],
+                      ["dmsetup", "info", "--", "pvc-1"], ["dmsetup", "info", "--", "nope"]]
 
 
 def test_dmsetup_hangs_and_fails_on_request(tree: HostTree) -> None:
     tree.add_longhorn_volume("pvc-1", hang_seconds=30)
     tree.add_longhorn_volume("pvc-2", fail="Input/output error")
     with pytest.raises(subprocess.TimeoutExpired):
-        run("dmsetup", "remove", "pvc-1", timeout=1)
-    failed = run("dmsetup", "remove", "pvc-2")
+        run("dmsetup", "remove", "--", "pvc-1", timeout=1)
+    failed = run("dmsetup", "remove", "--", "pvc-2")
     assert failed.returncode == 1
     assert failed.stderr.startswith("device-mapper: remove ioctl on pvc-2  failed: Input/output error\n")
     started = time.monotonic()

@@ -6,11 +6,10 @@ import os
 
 import pytest
 
-from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
-from lhsweep.inventory import read_inventory, read_mounts, read_node, read_subsystems
+from lhsweep.inventory import read_inventory, read_node, read_subsystems
 from lhsweep.inventory.mounts import parse_mountinfo
-from lhsweep.model import DevNum, DmDevice, Inventory, NodeType
+from lhsweep.model import DevNum, DmDevice, Inventory, NodeType, Unknown
 from tests.hosttree import FAKE_KEY, LONGHORN_PREFIX, HostTree, fake_host
 
 
@@ -166,7 +165,7 @@ def test_dev_longhorn_as_a_symlink_is_not_followed(tree: HostTree) -> None:
     os.rename(tree.p("/dev/longhorn"), tree.p("/dev/elsewhere"))
     os.symlink("elsewhere", tree.p("/dev/longhorn"))
     inv = inventory(tree)
-    assert inv.nodes == ()
+    assert isinstance(inv.nodes, Unknown) and inv.nodes.reason.startswith("/dev/longhorn: cannot open")
     assert any(p.startswith("/dev/longhorn: cannot open") for p in inv.problems)
 
 
@@ -230,20 +229,9 @@ def test_mountinfo_escapes_and_fields() -> None:
     ]
 
 
-def test_mounts_prefer_pid1_fall_back_to_self_and_never_guess(tree: HostTree) -> None:
-    host = HostRoot(tree.root)
-    tree.add_mount("253:7", "/mnt/a b")
-    tree.write("/proc/self/mountinfo", "1 0 9:9 / /only-self rw - ext4 /dev/x rw\n")
-    assert "/mnt/a b" in {m.mount_point for m in read_mounts(host)}
-    os.unlink(tree.p("/proc/1/mountinfo"))
-    assert [m.mount_point for m in read_mounts(host)] == ["/only-self"]
-    os.unlink(tree.p("/proc/self/mountinfo"))
-    with pytest.raises(HostReadError, match="mounts unknown"):
-        read_mounts(host)
-    assert any(p.startswith("mounts unknown") for p in inventory(tree).problems)
-
-
 def test_an_empty_host_reads_as_empty_without_problems(tmp_path) -> None:
     inv = read_inventory(HostRoot(str(tmp_path)))
     assert (inv.dm_devices, inv.nodes, inv.subsystems, inv.block_devices) == ((), (), (), ())
-    assert inv.problems == ("mounts unknown: /proc/1/mountinfo: missing; /proc/self/mountinfo: missing",)
+    assert inv.mounts == Unknown("/proc: no processes listed (not the host's /proc?)")
+    assert inv.openers == Unknown("/proc: no processes listed (not the host's /proc?)")
+    assert len(inv.problems) == 2

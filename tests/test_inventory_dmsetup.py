@@ -119,7 +119,7 @@ def test_read_dm_device_follows_the_device_through_removal_and_reuse(tree: HostT
     dm = read_dm_device(host, "pvc-1")
     assert dm is not None and dm.dev == DevNum.parse(vol.dm_dev) and dm.open_count == 1
     assert dm.holders == (tree.dm("pvc-1-encrypted")["kernel"],)
-    assert calls(tree) == [["dmsetup", "info", "pvc-1"], ["dmsetup", "table", "pvc-1"]]
+    assert calls(tree) == [["dmsetup", "info", "--", "pvc-1"], ["dmsetup", "table", "--", "pvc-1"]]
     tree.remove_dm("pvc-1-encrypted")
     tree.remove_dm("pvc-1")
     tree.remove_node("pvc-1")

@@ -69,3 +69,28 @@ def test_open_dir_fd_refuses_a_symlinked_directory(tmp_path) -> None:
         assert os.listdir(fd) == []
     finally:
         os.close(fd)
+
+
+def test_absolute_links_and_dotdot_stay_inside_the_root(tmp_path) -> None:
+    """The host's `/var/run -> /run` leads to <root>/run, never to lhsweep's own /run."""
+    (tmp_path / "run" / "longhorn").mkdir(parents=True)
+    (tmp_path / "run" / "longhorn" / "mine").write_text("in the root")
+    (tmp_path / "var").mkdir()
+    os.symlink("/run", tmp_path / "var" / "run")
+    os.symlink("/../../../../etc", tmp_path / "escape")
+    host = HostRoot(str(tmp_path))
+    assert host.read_text("/var/run/longhorn/mine") == "in the root"
+    assert host.listdir("/var/run/longhorn") == ["mine"]
+    assert host.path("/var/run/longhorn/x.lock") == f"{tmp_path}/run/longhorn/x.lock"
+    assert host.read_text("/escape/hostname") is None  # <root>/etc/hostname: absent
+    assert host.read_text("/../../etc/hostname") is None
+
+
+def test_makedirs_and_created_files_stay_inside_the_root(tmp_path) -> None:
+    (tmp_path / "var").mkdir()
+    os.symlink("/run", tmp_path / "var" / "run")
+    host = HostRoot(str(tmp_path))
+    host.makedirs("/var/run/longhorn-test-dir")
+    os.close(host.open("/var/run/longhorn-test-dir/a.lock", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW))
+    assert (tmp_path / "run" / "longhorn-test-dir" / "a.lock").is_file()
+    assert not os.path.exists("/run/longhorn-test-dir")

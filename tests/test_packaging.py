@@ -219,12 +219,13 @@ def test_unit_sandbox_fits_the_default_config() -> None:
     assert f"-{os.path.dirname(defaults.metrics_file)}" in unit["Service.ReadWritePaths"]
     expected = {
         "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-        "NoNewPrivileges": "yes", "CapabilityBoundingSet": "CAP_SYS_ADMIN",
+        "NoNewPrivileges": "yes",
+        "CapabilityBoundingSet": "CAP_SYS_ADMIN CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
         "DevicePolicy": "closed", "RestrictAddressFamilies": "AF_UNIX AF_NETLINK",
         "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectClock": "yes",
         "ProtectHostname": "yes", "LockPersonality": "yes", "RestrictRealtime": "yes",
         "RestrictSUIDSGID": "yes", "MemoryDenyWriteExecute": "yes",
-        "SystemCallArchitectures": "native", "ProtectProc": "invisible",
+        "SystemCallArchitectures": "native", "ProtectProc": "default",
     }
     for key, value in expected.items():
         assert unit[f"Service.{key}"] == [value], key

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from lhsweep.config import Config
-from lhsweep.model import LONGHORN_NQN_PREFIX, BlockDevice, DevNum, DmTarget, Kind, NodeType, Plan
+from lhsweep.model import (
+    LONGHORN_NQN_PREFIX,
+    BlockDevice,
+    DevNum,
+    DmDevice,
+    DmTarget,
+    Kind,
+    LoopDevice,
+    NodeType,
+    Opener,
+    Plan,
+)
 from lhsweep.plan import make_plan
 from tests.inventories import SECOND, Host, instance_manager, runtime_unknown, runtime_with
 
@@ -168,3 +179,83 @@ def test_suspended_device_is_busy() -> None:
     ns_dev, _ = host.namespace(f"{LONGHORN_NQN_PREFIX}volume-pvc-s")
     host.add_dm("pvc-s", (DmTarget(0, 8, "linear", ns_dev),), suspended=True)
     assert verdicts(plan_of(host))[("dm", "pvc-s")] == "busy"
+
+
+# ---------------------------------------------------------------- fail closed on host facts
+
+
+def _backup_node(host: Host) -> tuple[DevNum, str]:
+    """A backup initiator's node straight on a Longhorn namespace whose target is alive."""
+    dev, ns = host.namespace(f"{LONGHORN_NQN_PREFIX}pvc-b-e-0123abcd")
+    host.add_node("pvc-b", dev, OLD)
+    return dev, ns
+
+
+def test_a_backup_node_open_by_a_process_is_busy_naming_the_pid() -> None:
+    host = Host()
+    dev, _ = _backup_node(host)
+    host.openers.append(Opener(dev, 4321, "dd"))
+    plan = plan_of(host)
+    v = verdicts(plan)
+    assert v[("node", "pvc-b")] == "busy" and v[("nvme", f"{LONGHORN_NQN_PREFIX}pvc-b-e-0123abcd")] == "busy"
+    assert all("is open by pid 4321 (dd)" in e.reason for e in plan.entries)
+    host.openers.clear()
+    assert {e.verdict.value for e in plan_of(host).entries} == {"stale"}
+
+
+def test_a_device_backing_a_loop_device_is_busy_and_an_unresolved_backing_is_unknown() -> None:
+    host = Host()
+    dev, _ = _backup_node(host)
+    host.loops.append(LoopDevice("loop3", "/dev/longhorn/pvc-b", dev))
+    assert "backs loop device loop3" in plan_of(host).entries[0].reason
+    host.loops[0] = LoopDevice("loop3", "/dev/longhorn/pvc-b (deleted)", None)
+    plan = plan_of(host)
+    assert plan.removals == ()
+    assert all("backing file of loop3" in e.reason and e.verdict.value == "unknown" for e in plan.entries)
+
+
+def test_unknown_mounts_or_openers_leave_every_would_be_stale_entry_unknown() -> None:
+    for fact in ("mounts", "openers", "loops"):
+        host = Host()
+        host.add_volume("pvc-1", ctime_ns=OLD)
+        _backup_node(host)
+        host.unknown[fact] = f"{fact} unknown: /proc/1/mountinfo: permission denied"
+        plan = plan_of(host)
+        assert plan.removals == (), fact
+        for entry in plan.entries:
+            if entry.name == f"{LONGHORN_NQN_PREFIX}volume-pvc-1":  # held by dm pvc-1, itself unknown
+                assert entry.verdict.value == "busy" and "held by dm-0 (unknown)" in entry.reason
+            else:
+                assert entry.verdict.value == "unknown" and "permission denied" in entry.reason
+
+
+def test_unknown_dev_longhorn_leaves_longhorn_entries_unknown() -> None:
+    host = Host()
+    host.add_volume("pvc-1", ctime_ns=OLD, node=False)
+    host.unknown["nodes"] = "/dev/longhorn: cannot open: Permission denied"
+    plan = plan_of(host)
+    assert plan.removals == ()
+    assert {e.verdict.value for e in plan.entries} == {"unknown"}
+    assert all("/dev/longhorn unknown" in e.reason for e in plan.entries)
+
+
+def test_unknown_holders_or_open_count_make_the_device_unknown() -> None:
+    host = Host()
+    dm = host.add_volume("pvc-1", ctime_ns=OLD, node=False)
+    host.dm[0] = DmDevice(dm.name, dm.dev, "", False, dm.targets, None, False, (), ())
+    assert "open count could not be read" in plan_of(host).entries[0].reason
+    host.dm[0] = DmDevice(dm.name, dm.dev, "", False, dm.targets, 0, False, None, ())
+    plan = plan_of(host)
+    assert plan.entries[0].verdict.value == "unknown" and "holders/" in plan.entries[0].reason
+    assert plan.removals == ()
+
+
+def test_names_that_are_not_longhorn_shaped_never_become_paths() -> None:
+    host = Host()
+    host.namespace(f"{LONGHORN_NQN_PREFIX}volume-/../../x")
+    dev, _ = host.namespace(f"{LONGHORN_NQN_PREFIX}volume-ok")
+    host.add_dm("Bad Name", (DmTarget(0, 8, "linear", dev),))
+    plan = plan_of(host)
+    v = verdicts(plan)
+    assert v[("nvme", f"{LONGHORN_NQN_PREFIX}volume-/../../x")] == "foreign"
+    assert v[("dm", "Bad Name")] == "foreign"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from lhsweep.config import Config
@@ -12,13 +13,17 @@ from lhsweep.model import (
     LONGHORN_NQN_PREFIX,
     BlockDevice,
     DevNum,
+    DmDevice,
     DmTarget,
     Inventory,
     Kind,
+    LoopDevice,
     NodeType,
+    Opener,
     Plan,
     RuntimeState,
     RuntimeView,
+    Unknown,
 )
 from lhsweep.plan import make_plan
 from tests.inventories import SECOND, Host, instance_manager, runtime_unknown, runtime_with
@@ -34,6 +39,17 @@ volume_spec = st.fixed_dictionaries({
     "mounted": st.sampled_from([False, False, False, True]),
     "encrypted": st.sampled_from([False, False, True]),
     "engine_nqn": st.booleans(),
+    # Users only /proc and sysfs show, and per-device facts that could not be read.
+    "opened_by": st.sampled_from([None, None, None, "dm", "namespace"]),
+    "loop_on": st.sampled_from([None, None, None, None, "dm"]),
+    "holders_unknown": st.sampled_from([False, False, False, False, True]),
+    "open_count_unknown": st.sampled_from([False, False, False, False, True]),
+})
+
+# Host-wide facts: each read, or unknown (with its reason) now and then.
+fact_spec = st.fixed_dictionaries({
+    fact: st.sampled_from([False] * 7 + [True])
+    for fact in ("nodes", "mounts", "openers", "loops", "unresolved_loop")
 })
 
 runtime_spec = st.one_of(
@@ -52,9 +68,17 @@ def hosts(draw: st.DrawFn) -> tuple[Inventory, RuntimeView, frozenset[str]]:
     for i, spec in enumerate(specs):
         name = f"pvc-{i}"
         nqn = f"{LONGHORN_NQN_PREFIX}{name}-e-0123abcd" if spec["engine_nqn"] else None
-        host.add_volume(name, ctime_ns=NOW_NS - spec["age_s"] * SECOND, backing_gone=spec["backing_gone"],
-                        node=spec["node"], open_count=spec["open_count"], mounted=spec["mounted"],
-                        encrypted=spec["encrypted"], nqn=nqn)
+        dm = host.add_volume(name, ctime_ns=NOW_NS - spec["age_s"] * SECOND,
+                             backing_gone=spec["backing_gone"], node=spec["node"],
+                             open_count=spec["open_count"], mounted=spec["mounted"],
+                             encrypted=spec["encrypted"], nqn=nqn)
+        _add_users(host, dm, spec)
+    facts = draw(fact_spec)
+    for fact in ("nodes", "mounts", "openers", "loops"):
+        if facts[fact]:
+            host.unknown[fact] = f"{fact}: cannot read (generated)"
+    if facts["unresolved_loop"]:
+        host.loops.append(LoopDevice("loop9", "/dev/longhorn/x (deleted)", None))
     for i in range(draw(st.integers(0, 2))):
         host.add_v1_encrypted(f"v1-{i}", NOW_NS - 1000 * SECOND)
     sd = DevNum(8, 240)
@@ -69,6 +93,22 @@ def hosts(draw: st.DrawFn) -> tuple[Inventory, RuntimeView, frozenset[str]]:
     host.add_node("link", None, NOW_NS, draw(st.sampled_from([NodeType.SYMLINK, NodeType.REGULAR])))
     records = frozenset(f"pvc-{i}" for i in range(len(specs)) if draw(st.booleans()))
     return host.inventory(), _runtime(draw(runtime_spec)), records
+
+
+def _add_users(host: Host, dm: DmDevice, spec: dict) -> None:
+    """Give a generated volume the users and unreadable facts its spec asks for."""
+    assert dm.targets is not None
+    if spec["opened_by"] == "dm":
+        host.openers.append(Opener(dm.dev, 100 + dm.dev.minor, "reader"))
+    elif spec["opened_by"] == "namespace" and dm.targets[0].backing is not None:
+        host.openers.append(Opener(dm.targets[0].backing, 200 + dm.dev.minor, "dd"))
+    if spec["loop_on"]:
+        host.loops.append(LoopDevice(f"loop{dm.dev.minor}", f"/dev/longhorn/{dm.name}", dm.dev))
+    if spec["holders_unknown"] or spec["open_count_unknown"]:
+        i = next(i for i, d in enumerate(host.dm) if d.name == dm.name)
+        current = host.dm[i]
+        host.dm[i] = replace(current, holders=None if spec["holders_unknown"] else current.holders,
+                             open_count=None if spec["open_count_unknown"] else current.open_count)
 
 
 def _runtime(spec: object) -> RuntimeView:
@@ -97,14 +137,28 @@ def _check_dm_removal(inv: Inventory, name: str, removed: set[tuple[Kind, str]],
     removed_kernel = {kernel[d.dev] for d in inv.dm_devices if (Kind.DM, d.name) in removed}
     assert set(dm.holders) <= removed_kernel, "a holder that stays"
     assert (dm.open_count or 0) - len(dm.holders) <= 0, "open by something other than a removed child"
-    assert dm.dev not in {m.dev for m in inv.mounts}, "mounted"
+    assert not isinstance(inv.mounts, Unknown) and dm.dev not in {m.dev for m in inv.mounts}, "mounted"
     assert not dm.suspended
+    assert dm.holders is not None and dm.open_count is not None, "removed on an unread fact"
 
 
 def _check_removals(inv: Inventory, runtime: RuntimeView, plan: Plan) -> None:
     removed = {(e.kind, e.name) for e in plan.removals}
     kernel = {b.dev: b.name for b in inv.block_devices}
-    mounted = {m.dev for m in inv.mounts}
+    if removed:
+        # A removal rests only on facts positively read, and never on a device anyone uses.
+        facts = (inv.nodes, inv.mounts, inv.openers, inv.loops)
+        assert not any(isinstance(f, Unknown) for f in facts), "removed while a host fact is unknown"
+        assert not isinstance(inv.mounts, Unknown) and not isinstance(inv.openers, Unknown)
+        assert not isinstance(inv.loops, Unknown) and not isinstance(inv.nodes, Unknown)
+        assert all(loop.backing is not None for loop in inv.loops), "a loop's backing is unknown"
+        used = {o.dev for o in inv.openers} | {loop.backing for loop in inv.loops}
+        for entry in plan.removals:
+            devs = {entry.identity.dev} if entry.kind is not Kind.NVME else \
+                {ns.dev for s in inv.subsystems if s.nqn == entry.name for ns in s.namespaces}
+            assert not devs & used, f"{entry.name} is open or backs a loop device"
+        event("removals planned with every fact known")
+    mounted = {m.dev for m in inv.mounts} if not isinstance(inv.mounts, Unknown) else set()
     live = runtime.live_instance_managers
     for kind, name in removed:
         if kind is Kind.DM:
@@ -113,6 +167,7 @@ def _check_removals(inv: Inventory, runtime: RuntimeView, plan: Plan) -> None:
             backing_present = dm.targets is not None and dm.targets[0].backing in kernel
             assert not (live and backing_present and dm.targets[0].target_type == "linear")
         elif kind is Kind.NODE:
+            assert not isinstance(inv.nodes, Unknown)
             node = next(n for n in inv.nodes if n.name == name)
             assert node.node_type is NodeType.BLOCK
             assert not (live and node.ctime_ns >= min(im.created_at_ns for im in live))
@@ -120,7 +175,7 @@ def _check_removals(inv: Inventory, runtime: RuntimeView, plan: Plan) -> None:
             sub = next(s for s in inv.subsystems if s.nqn == name)
             assert sub.is_longhorn and not live
             for ns in sub.namespaces:
-                assert ns.dev not in mounted
+                assert ns.dev not in mounted and ns.holders is not None
                 users = {d.name for d in inv.dm_devices if kernel.get(d.dev) in ns.holders}
                 assert all((Kind.DM, u) in removed for u in users)
 
@@ -151,8 +206,11 @@ def test_planning_is_deterministic_and_ignores_input_order(case, rnd: random.Ran
     inv, runtime, records = case
     first = _plan(inv, runtime, records)
     assert _plan(inv, runtime, records) == first
-    shuffled = Inventory(*(tuple(rnd.sample(list(part), len(part))) for part in (
-        inv.dm_devices, inv.nodes, inv.subsystems, inv.block_devices, inv.ublk_devices, inv.mounts)))
+    def shuffle(part):  # an Unknown fact stays as it is
+        return part if isinstance(part, Unknown) else tuple(rnd.sample(list(part), len(part)))
+    shuffled = Inventory(*(shuffle(part) for part in (
+        inv.dm_devices, inv.nodes, inv.subsystems, inv.block_devices, inv.ublk_devices, inv.mounts)),
+        openers=shuffle(inv.openers), loops=shuffle(inv.loops))
     assert _plan(shuffled, runtime, records) == first
 
 
@@ -164,5 +222,6 @@ def test_every_object_gets_exactly_one_entry(case) -> None:
     keys = [(e.kind, e.name) for e in plan.entries]
     assert len(keys) == len(set(keys))
     assert {n for k, n in keys if k is Kind.DM} == {d.name for d in inv.dm_devices}
-    assert {n for k, n in keys if k is Kind.NODE} == {n.name for n in inv.nodes}
+    assert {n for k, n in keys if k is Kind.NODE} == \
+        (set() if isinstance(inv.nodes, Unknown) else {n.name for n in inv.nodes})
     assert runtime.state in (RuntimeState.KNOWN, RuntimeState.UNKNOWN)

@@ -180,8 +180,8 @@ def test_dry_run_removes_nothing_but_says_what_it_would(rig: Rig) -> None:
 
 def test_a_held_longhorn_lock_skips_the_volume_until_released(rig: Rig) -> None:
     rig.tree.add_longhorn_volume("pvc-lock")
-    os.makedirs(rig.tree.p("/var/run/longhorn"), exist_ok=True)
-    fd = os.open(rig.tree.p("/var/run/longhorn/spdk-pvc-lock.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    os.makedirs(rig.tree.p("/run/longhorn"), exist_ok=True)
+    fd = os.open(rig.tree.p("/run/longhorn/spdk-pvc-lock.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         held = rig.json("sweep")
@@ -253,3 +253,26 @@ def test_controllers_go_through_sysfs_delete_controller_where_the_kernel_has_it(
     # As `nvme disconnect --nqn` does it, in-process: "1" into each controller's attribute.
     assert [a.read_text() for a in attributes] == ["1"] * len(attributes) and attributes
     assert rig.calls("disconnect") == []
+
+
+def test_a_process_opening_the_device_after_planning_stops_its_removal(rig: Rig) -> None:
+    """The re-check right before removal uses the plan's definition of busy: a new opener counts."""
+    rig.tree.add_longhorn_volume("pvc-op")
+    host = HostRoot(rig.tree.root)
+    plan = scan(load(str(rig.config)), host).plan
+    assert len(plan.removals) == 3
+    rig.tree.add_process(777, "reader", open_paths=("/dev/longhorn/pvc-op",))
+    outcomes = Actor(host, ToolRunner(5)).execute(plan, dry_run=False)
+    dm = next(o for o in outcomes if o.kind.value == "dm")
+    assert dm.result.value == "skipped" and "open by pid 777 (reader)" in dm.detail
+    assert rig.calls("remove") == []
+
+
+def test_longhorn_locks_are_taken_below_the_root_through_its_absolute_var_run_link(rig: Rig) -> None:
+    """<root>/var/run -> /run: the locks are <root>/run/longhorn..., never lhsweep's own /run."""
+    assert os.readlink(rig.tree.p("/var/run")) == "/run"
+    rig.tree.add_longhorn_volume("pvc-rootlock")
+    assert [a["result"] for a in rig.json("sweep")["actions"]] == ["removed", "removed", "removed"]
+    assert os.path.isfile(rig.tree.p("/run/longhorn/spdk-pvc-rootlock.lock"))
+    assert os.path.isfile(rig.tree.p("/run/longhorn-spdk.lock"))
+    assert not os.path.exists("/run/longhorn/spdk-pvc-rootlock.lock")

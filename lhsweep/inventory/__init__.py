@@ -11,7 +11,6 @@ from lhsweep.host import HostRoot
 from lhsweep.inventory.dmcontrol import DmControl, DmState
 from lhsweep.inventory.dmioctl import IoctlDmControl
 from lhsweep.inventory.dmsetup import DmsetupDmControl
-from lhsweep.inventory.mounts import read_mounts
 from lhsweep.inventory.nodes import read_node, read_nodes
 from lhsweep.inventory.nvme import read_subsystems
 from lhsweep.inventory.sysfs import (
@@ -24,7 +23,9 @@ from lhsweep.inventory.sysfs import (
     read_dm_links,
     read_dm_sysfs,
 )
-from lhsweep.model import BlockDevice, DevNum, DmDevice, Inventory
+from lhsweep.inventory.users import read_loops, read_mount_namespaces, read_openers
+from lhsweep.model import BlockDevice, DevNum, DmDevice, Fact, Inventory, Unknown
+from lhsweep.usage import Usage
 
 __all__ = [
     "DmControl",
@@ -33,9 +34,9 @@ __all__ = [
     "IoctlDmControl",
     "read_dm_device",
     "read_inventory",
-    "read_mounts",
     "read_node",
     "read_subsystems",
+    "read_usage",
     "select_dm_control",
 ]
 
@@ -60,24 +61,35 @@ def select_dm_control(host: HostRoot, which: Callable[[str], Optional[str]] = sh
 
 
 def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None) -> Inventory:
-    """Read everything the plan needs from the host; what cannot be read is named in `problems`."""
+    """Read everything the plan needs from the host; a fact that cannot be read is Unknown (and named
+    in `problems`)."""
     problems = Problems()
     blocks = read_block_devices(host, problems)
     present = frozenset(b.name for b in blocks)
     dm_blocks = [b for b in blocks if b.name.startswith("dm-")]
     states = _dm_states(host, dm_control, problems) if dm_blocks else {}
+    usage = read_usage(host, problems)
     by_dev = {s.dev: s for s in states.values()} if states is not None else None
     dm_devices = [d for d in (_dm_device(host, b, by_dev, present, problems) for b in dm_blocks)
                   if d is not None]
     return Inventory(
         dm_devices=tuple(sorted(dm_devices, key=lambda d: d.name)),
-        nodes=_guarded(problems, read_nodes, host, ()),
+        nodes=_fact(problems, read_nodes, host),
         subsystems=read_subsystems(host, problems, {b.name: b.dev for b in blocks}),
         block_devices=blocks,
         ublk_devices=tuple(b for b in blocks if b.name.startswith("ublkb")),
-        mounts=_guarded(problems, read_mounts, host, ()),
+        mounts=usage.mounts,
         problems=tuple(problems.lines),
+        openers=usage.openers,
+        loops=usage.loops,
     )
+
+
+def read_usage(host: HostRoot, problems: Optional[Problems] = None) -> Usage:
+    """Who uses block devices now: mounts of every namespace, open fds, loop devices."""
+    problems = problems if problems is not None else Problems()
+    return Usage(_fact(problems, read_mount_namespaces, host), _fact(problems, read_openers, host),
+                 _fact(problems, read_loops, host))
 
 
 def read_dm_device(host: HostRoot, name: str,
@@ -157,10 +169,10 @@ def _unknown(sysfs: DmSysfs) -> DmDevice:
                     links.holders, links.slaves, links.dangling_slaves)
 
 
-def _guarded(problems: Problems, read: Callable[[HostRoot], _T], host: HostRoot, default: _T) -> _T:
-    """read(host), or `default` with the problem recorded when it raises HostReadError."""
+def _fact(problems: Problems, read: Callable[[HostRoot], _T], host: HostRoot) -> Fact[_T]:
+    """read(host), or Unknown (the problem recorded) when it raises HostReadError."""
     try:
         return read(host)
     except HostReadError as exc:
         problems.add(str(exc))
-        return default
+        return Unknown(str(exc))

@@ -56,7 +56,7 @@ class DmsetupDmControl:
 
     def _run(self, command: str, name: str = "") -> Optional[str]:
         """stdout of `dmsetup <command> [name]`; None when the named device does not exist."""
-        argv = [self._dmsetup, command, *([name] if name else [])]
+        argv = [self._dmsetup, command, *(["--", name] if name else [])]
         result = self._runner.run(argv)
         if result.ok:
             return result.stdout

@@ -1,34 +1,12 @@
-"""Mounts from mountinfo: busy-by-mount shows only there (a mount adds no sysfs holder link)."""
+"""Parsing mountinfo: busy-by-mount shows only there (a mount adds no sysfs holder link)."""
 
 from __future__ import annotations
 
 import re
 
-from lhsweep.errors import HostReadError
-from lhsweep.host import HostRoot
 from lhsweep.model import DevNum, Mount
 
-# PID 1's view is the host's even when lhsweep runs in its own mount namespace.
-MOUNTINFO_PATHS = ("/proc/1/mountinfo", "/proc/self/mountinfo")
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
-def read_mounts(host: HostRoot) -> tuple[Mount, ...]:
-    """The mounts of /proc/1/mountinfo, else /proc/self/mountinfo; raises HostReadError if neither.
-
-    "No mountinfo" must not read as "nothing mounted".
-    """
-    failures = []
-    for path in MOUNTINFO_PATHS:
-        try:
-            text = host.read_text(path)
-        except HostReadError as exc:
-            failures.append(str(exc))
-            continue
-        if text is not None:
-            return parse_mountinfo(text)
-        failures.append(f"{path}: missing")
-    raise HostReadError(f"mounts unknown: {'; '.join(failures)}")
 
 
 def parse_mountinfo(text: str) -> tuple[Mount, ...]:

@@ -9,7 +9,7 @@ from typing import Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
-from lhsweep.inventory.sysfs import Problems
+from lhsweep.inventory.sysfs import Problems, read_holders
 from lhsweep.model import DevNum, NvmeController, NvmeNamespace, NvmeSubsystem
 
 SUBSYSTEMS = "/sys/class/nvme-subsystem"
@@ -99,4 +99,4 @@ class _Reader:
             except ValueError:
                 self.problems.add(f"{path}/dev: expected major:minor, got {text.strip()[:40]!r}")
                 return None
-        return NvmeNamespace(name, dev, tuple(self.host.listdir(f"{path}/holders")))
+        return NvmeNamespace(name, dev, read_holders(self.host, f"{path}/holders"))

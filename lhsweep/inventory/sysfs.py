@@ -30,7 +30,7 @@ class Problems:
 class DmLinks:
     """A dm device's holders/ and slaves/, and the link texts of the slaves that are gone."""
 
-    holders: tuple[str, ...]
+    holders: Optional[tuple[str, ...]]  # None: holders/ could not be listed
     slaves: tuple[str, ...]
     dangling_slaves: tuple[str, ...]
 
@@ -89,8 +89,16 @@ def read_dm_links(host: HostRoot, kernel_name: str, present: Container[str] = ()
     base = f"{SYS_BLOCK}/{kernel_name}"
     slaves = tuple(host.listdir(f"{base}/slaves"))
     unknown = tuple(s for s in slaves if s not in present)
-    return DmLinks(tuple(host.listdir(f"{base}/holders")), slaves,
+    return DmLinks(read_holders(host, f"{base}/holders"), slaves,
                    _dangling(host, f"{base}/slaves", unknown))
+
+
+def read_holders(host: HostRoot, directory: str) -> Optional[tuple[str, ...]]:
+    """The entries of a holders/ directory; None when it cannot be listed (unknown, not empty)."""
+    try:
+        return tuple(host.listdir(directory))
+    except HostReadError:
+        return None
 
 
 def find_dm_kernel_name(host: HostRoot, name: str) -> Optional[tuple[str, DevNum]]:

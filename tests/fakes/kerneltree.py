@@ -18,6 +18,7 @@ DM_MAJOR, NVME_MAJOR, NVME_CHAR_MAJOR, UBLK_MAJOR, SD_MAJOR, LOOP_MAJOR = 253, 2
 NVME_GENERIC_MAJOR = 241  # the per-namespace generic char devices ngXnY
 VIRTUAL = "/sys/devices/virtual"
 CTL = f"{VIRTUAL}/nvme-fabrics/ctl"
+HOST_MNT_NS = "4026531841"
 SUBSYS = f"{VIRTUAL}/nvme-subsystem"
 SCSI = "/sys/devices/platform/host0/target0:0:0"
 
@@ -30,12 +31,13 @@ class KernelTree:
         self._batch = 0
         for d in ("/sys/dev/block", "/sys/block", "/sys/class/block", "/sys/class/nvme",
                   "/sys/class/nvme-subsystem", f"{VIRTUAL}/block", CTL, SUBSYS, "/dev/longhorn",
-                  "/proc/1", "/proc/self", "/.fake"):
+                  "/run", "/var", "/.fake"):
             os.makedirs(self.p(d), exist_ok=True)
+        if not os.path.lexists(self.p("/var/run")):
+            os.symlink("/run", self.p("/var/run"))  # absolute, as Debian makes it
         if not os.path.exists(self.p("/proc/1/mountinfo")):
-            root_line = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
-            for pid in ("1", "self"):
-                self.write(f"/proc/{pid}/mountinfo", root_line)
+            self.add_process(1, "systemd", HOST_MNT_NS,
+                             "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n")
         self.state: dict[str, Any] = {"devices": {}, "nvme": {}, "hang_seconds": 0, "fail": ""}
         if os.path.exists(self.p("/.fake/dm.json")):
             with open(self.p("/.fake/dm.json"), encoding="utf-8") as handle:
@@ -238,6 +240,8 @@ class KernelTree:
         name, dev = f"loop{n}", f"{LOOP_MAJOR}:{n}"
         self._block(f"{VIRTUAL}/block/{name}", name, dev)
         self.write(f"{VIRTUAL}/block/{name}/loop/backing_file", f"{backing_file}\n")
+        if not os.path.lexists(self.p(backing_file)):
+            self.write(backing_file, "")  # the image file (a regular file: no block device's user)
         return name, dev
 
     def add_ublk(self) -> tuple[str, str]:
@@ -376,16 +380,28 @@ class KernelTree:
 
     # ------------------------------------------------------------ mounts
 
+    def add_process(self, pid: int, comm: str, mnt_ns: str = HOST_MNT_NS, mountinfo: str = "",
+                    open_paths: tuple[str, ...] = ()) -> None:
+        """/proc/<pid>: comm, ns/mnt (a link whose text names the namespace), mountinfo (PID 1's
+        when empty and in the host's namespace), and fd/N links to files of the tree."""
+        base = f"/proc/{pid}"
+        self.write(f"{base}/comm", f"{comm}\n")
+        os.makedirs(self.p(f"{base}/ns"), exist_ok=True)
+        os.symlink(f"mnt:[{mnt_ns}]", self.p(f"{base}/ns/mnt"))
+        if not mountinfo and mnt_ns == HOST_MNT_NS and pid != 1:
+            mountinfo = self.read("/proc/1/mountinfo")
+        self.write(f"{base}/mountinfo", mountinfo)
+        os.makedirs(self.p(f"{base}/fd"), exist_ok=True)
+        for fd, path in enumerate(open_paths, start=3):
+            os.symlink(self.p(path), self.p(f"{base}/fd/{fd}"))
+
     def add_mount(self, dev: str, mount_point: str, source: str = "/dev/longhorn/x",
-                  fstype: str = "ext4") -> None:
-        """Append a mountinfo line (PID 1's and self's) for `dev` at `mount_point`."""
+                  fstype: str = "ext4", pid: int = 1) -> None:
+        """Append a mountinfo line for `dev` at `mount_point` to /proc/<pid>/mountinfo."""
         line = (f"{900 + len(self.mounts())} 22 {dev} / {escape(mount_point)} rw,relatime"
                 f" - {fstype} {escape(source)} rw\n")
-        for pid in ("1", "self"):
-            path = self.p(f"/proc/{pid}/mountinfo")
-            if os.path.exists(path):
-                with open(path, "a", encoding="utf-8") as handle:
-                    handle.write(line)
+        with open(self.p(f"/proc/{pid}/mountinfo"), "a", encoding="utf-8") as handle:
+            handle.write(line)
 
     def mounts(self) -> list[list[str]]:
         """PID 1's mountinfo lines split into fields."""
@@ -397,11 +413,10 @@ class KernelTree:
 
     def remove_mount(self, mount_point: str) -> None:
         """umount: drop the mountinfo lines of `mount_point`."""
-        for pid in ("1", "self"):
+        for pid in (p for p in os.listdir(self.p("/proc")) if p.isdigit()):
             path = f"/proc/{pid}/mountinfo"
-            if os.path.exists(self.p(path)):
-                lines = self.read(path).splitlines(keepends=True)
-                self.write(path, "".join(x for x in lines if x.split(" ")[4] != escape(mount_point)))
+            lines = self.read(path).splitlines(keepends=True)
+            self.write(path, "".join(x for x in lines if x.split(" ")[4] != escape(mount_point)))
 
 
 def escape(path: str) -> str:

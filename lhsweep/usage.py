@@ -1,0 +1,98 @@
+"""The one definition of "in use" for every kind of block device, shared by the plan and the actions.
+
+A device is busy when anything uses it: a mount in any mount namespace, a holder in sysfs
+(dm, md, ...), a loop device backed by it, a process with an fd open on it, or (dm only) an
+open count beyond the users being removed with it. A fact that could not be read makes the
+answer unknown, never "not in use".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+from lhsweep.model import DevNum, DmDevice, Fact, Inventory, LoopDevice, Mount, Opener, Unknown
+
+
+@dataclass(frozen=True)
+class DeviceUse:
+    """Who uses one device (`busy`, naming each user) and which facts were missing (`unknown`)."""
+
+    busy: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+    def __add__(self, other: DeviceUse) -> DeviceUse:
+        return DeviceUse(self.busy + other.busy, self.unknown + other.unknown)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The host-wide users of block devices, indexed by device number; Unknown where unread."""
+
+    mounts: Fact[tuple[Mount, ...]]
+    openers: Fact[tuple[Opener, ...]]
+    loops: Fact[tuple[LoopDevice, ...]]
+    _mounts_by_dev: dict[DevNum, list[Mount]] = field(default_factory=dict, repr=False, compare=False)
+    _openers_by_dev: dict[DevNum, list[Opener]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for mount in () if isinstance(self.mounts, Unknown) else self.mounts:
+            self._mounts_by_dev.setdefault(mount.dev, []).append(mount)
+        for opener in () if isinstance(self.openers, Unknown) else self.openers:
+            self._openers_by_dev.setdefault(opener.dev, []).append(opener)
+
+    @classmethod
+    def of(cls, inventory: Inventory) -> Usage:
+        """The usage facts of an inventory."""
+        return cls(inventory.mounts, inventory.openers, inventory.loops)
+
+    def of_device(self, name: str, dev: DevNum, holders: Optional[Collection[str]] = (),
+                  open_count: Optional[int] = 0, expected_opens: int = 0) -> DeviceUse:
+        """Who uses the device `name` (number `dev`, sysfs `holders`, dm `open_count`).
+
+        `expected_opens` are opens that the caller accounts for (a stacked child removed first).
+        """
+        busy: list[str] = []
+        unknown = [f"{name}: {fact.reason}" for fact in (self.mounts, self.openers, self.loops)
+                   if isinstance(fact, Unknown)]
+        if holders is None:
+            unknown.append(f"{name}: its holders/ in sysfs could not be listed")
+        elif holders:
+            busy.append(f"{name} is held by {', '.join(holders)}")
+        if open_count is None:
+            unknown.append(f"{name}: its open count could not be read")
+        elif open_count - expected_opens > 0:
+            busy.append(f"{name} is open {open_count - expected_opens} time(s)")
+        busy += [f"{name} is mounted on {m.mount_point}{_in(m.namespace)}"
+                 for m in self._mounts_by_dev.get(dev, ())]
+        busy += [f"{name} is open by pid {o.pid} ({o.comm})" for o in self._openers_by_dev.get(dev, ())]
+        for loop in () if isinstance(self.loops, Unknown) else self.loops:
+            if loop.backing == dev:
+                busy.append(f"{name} backs loop device {loop.name} ({loop.backing_file})")
+            elif loop.backing is None:
+                unknown.append(f"{name}: the backing file of {loop.name} ({loop.backing_file}) "
+                               f"cannot be resolved")
+        return DeviceUse(tuple(busy), tuple(unknown))
+
+
+    def of_dm(self, dm: DmDevice, removed_with_it: Collection[str] = (),
+              names: Optional[Mapping[str, str]] = None) -> DeviceUse:
+        """Who uses the dm device `dm`: any user, or its own suspended / deferred-removal state.
+
+        `removed_with_it`: kernel names of holders removed before it (a stacked crypt child),
+        each accounting for one open; `names` describes holders by kernel name.
+        """
+        holders = None if dm.holders is None else \
+            [(names or {}).get(h, h) for h in dm.holders if h not in removed_with_it]
+        expected = sum(1 for h in dm.holders or () if h in removed_with_it)
+        state = []
+        if dm.suspended:
+            state.append(f"{dm.name} is suspended (an instance-manager may be reloading it)")
+        if dm.deferred_remove:
+            state.append(f"{dm.name} has a deferred removal pending")
+        return self.of_device(dm.name, dm.dev, holders, dm.open_count, expected) + DeviceUse(tuple(state))
+
+
+def _in(namespace: str) -> str:
+    return f" in the {namespace}" if namespace else ""
