@@ -46,6 +46,12 @@ class HostRoot:
 
     def __init__(self, root: str = "/") -> None:
         self.root = os.path.normpath(root) if root else "/"
+        self._root_fd: Optional[int] = None  # opened on first use below a root other than /
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_root_fd", None)  # absent when __init__ failed
+        if fd is not None:
+            os.close(fd)
 
     def __repr__(self) -> str:
         return f"HostRoot({self.root!r})"
@@ -56,16 +62,15 @@ class HostRoot:
             raise ValueError(f"host path must be absolute: {host_path!r}")
         if self.root == "/":
             return os.open(host_path, flags | os.O_CLOEXEC, mode)
-        root_fd = os.open(self.root, os.O_DIRECTORY | _O_PATH | os.O_CLOEXEC)
+        if self._root_fd is None:
+            self._root_fd = os.open(self.root, os.O_DIRECTORY | _O_PATH | os.O_CLOEXEC)
         try:
-            return _openat2(root_fd, host_path.lstrip("/") or ".", flags, mode)
+            return _openat2(self._root_fd, host_path.lstrip("/") or ".", flags, mode)
         except OSError as exc:
             if exc.errno == errno.ENOSYS:
                 raise HostReadError(f"{host_path}: the kernel has no openat2(), which a host root "
                                     f"other than / needs (Linux 5.6+)") from None
             raise
-        finally:
-            os.close(root_fd)
 
     def path(self, host_path: str) -> str:
         """The real path of `host_path` below the root, its parent resolved inside the root.

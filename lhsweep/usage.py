@@ -64,10 +64,12 @@ class Usage:
             unknown.append(f"{name}: its open count could not be read")
         elif open_count - expected_opens > 0:
             busy.append(f"{name} is open {open_count - expected_opens} time(s)")
-        busy += [f"{name} is mounted on {m.mount_point}{_in(m.namespace)}"
-                 for m in self._mounts_by_dev.get(dev, ())]
-        busy += [f"{name} is open by pid {o.pid} ({o.comm})" for o in self._openers_by_dev.get(dev, ())]
-        for loop in () if isinstance(self.loops, Unknown) else self.loops:
+        # Sorted: the same host read in another order gives the same reasons.
+        busy += sorted(f"{name} is mounted on {m.mount_point}{_in(m.namespace)}"
+                       for m in self._mounts_by_dev.get(dev, ()))
+        busy += [f"{name} is open by pid {o.pid} ({o.comm})"
+                 for o in sorted(self._openers_by_dev.get(dev, ()), key=lambda o: o.pid)]
+        for loop in () if isinstance(self.loops, Unknown) else sorted(self.loops, key=lambda x: x.name):
             if loop.backing == dev:
                 busy.append(f"{name} backs loop device {loop.name} ({loop.backing_file})")
             elif loop.backing is None:

@@ -232,6 +232,7 @@ def test_mountinfo_escapes_and_fields() -> None:
 def test_an_empty_host_reads_as_empty_without_problems(tmp_path) -> None:
     inv = read_inventory(HostRoot(str(tmp_path)))
     assert (inv.dm_devices, inv.nodes, inv.subsystems, inv.block_devices) == ((), (), (), ())
-    assert inv.mounts == Unknown("/proc: no processes listed (not the host's /proc?)")
-    assert inv.openers == Unknown("/proc: no processes listed (not the host's /proc?)")
+    no_proc = "/proc: no processes listed (not the host's /proc?)"
+    assert inv.mounts == Unknown(f"mounts unknown: {no_proc}")
+    assert inv.openers == Unknown(f"open block devices unknown: {no_proc}")
     assert len(inv.problems) == 2

@@ -35,9 +35,12 @@ class _Unreadable(Exception):
 
 def _pids(host: HostRoot) -> list[str]:
     """The numeric entries of /proc (every process lhsweep can see)."""
-    pids = [p for p in host.listdir(PROC) if p.isdigit()]
+    try:
+        pids = [p for p in host.listdir(PROC) if p.isdigit()]
+    except HostReadError as exc:
+        raise _Unreadable(str(exc)) from None
     if not pids:
-        raise HostReadError(f"{PROC}: no processes listed (not the host's /proc?)")
+        raise _Unreadable(f"{PROC}: no processes listed (not the host's /proc?)")
     return pids
 
 
