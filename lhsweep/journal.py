@@ -10,6 +10,7 @@ import sys
 from typing import Callable, Optional, TextIO
 
 from lhsweep.model import ActionOutcome, ActionResult, Entry, Kind, RuntimeState, SweepReport, Verdict
+from lhsweep.render import printable
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 IDENTIFIER = "lhsweep"
@@ -55,19 +56,14 @@ class Journal:
         """Log one entry; `fields` are LHSWEEP_* names (upper case) with text values."""
         if priority >= DEBUG and not self.verbose:
             return
-        clean = {k: one_line(v) for k, v in fields.items() if v != ""}
+        clean = {k: printable(v) for k, v in fields.items() if v != ""}
         if self._sender is not None:
             extra = {"MESSAGE_ID": event.value} if event is not None else {}
-            self._sender(one_line(message), PRIORITY=str(priority),
+            self._sender(printable(message), PRIORITY=str(priority),
                          SYSLOG_IDENTIFIER=IDENTIFIER, **extra, **clean)
             return
         self._stream.write(stderr_line(priority, message, clean) + "\n")
         self._stream.flush()
-
-
-def one_line(text: str) -> str:
-    """`text` with line breaks and other control characters replaced by spaces."""
-    return "".join(c if c.isprintable() else " " for c in str(text))
 
 
 def stderr_line(priority: int, message: str, fields: dict[str, str]) -> str:
@@ -75,10 +71,10 @@ def stderr_line(priority: int, message: str, fields: dict[str, str]) -> str:
     parts = []
     for key, value in fields.items():
         name = key[len("LHSWEEP_"):].lower() if key.startswith("LHSWEEP_") else key.lower()
-        text = one_line(value)
+        text = printable(value)
         parts.append(f"{name}={json.dumps(text) if (' ' in text or not text) else text}")
     suffix = f" [{' '.join(parts)}]" if parts else ""
-    return f"{IDENTIFIER}: {_LEVEL_NAMES.get(priority, str(priority))}: {one_line(message)}{suffix}"
+    return f"{IDENTIFIER}: {_LEVEL_NAMES.get(priority, str(priority))}: {printable(message)}{suffix}"
 
 
 def open_journal(target: str, verbose: bool = False,

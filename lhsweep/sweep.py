@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -13,7 +14,7 @@ from typing import Callable, Optional
 from lhsweep.act import Actor
 from lhsweep.config import Config
 from lhsweep.cri import query_runtime
-from lhsweep.errors import LockBusyError
+from lhsweep.errors import LhsweepError, LockBusyError, PrivilegeError, StateError
 from lhsweep.host import HostRoot
 from lhsweep.inventory import DmControl, read_inventory
 from lhsweep.longhorn import frontend_records
@@ -83,9 +84,12 @@ def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:
 @contextlib.contextmanager
 def sweep_lock(state_dir: str) -> Iterator[None]:
     """Hold <state_dir>/sweep.lock exclusively for one sweep, or raise LockBusyError."""
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
     path = os.path.join(state_dir, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(state_dir, mode=0o755, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise state_dir_error(state_dir, path, exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,3 +98,17 @@ def sweep_lock(state_dir: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def state_dir_error(state_dir: str, path: str, exc: OSError) -> LhsweepError:
+    """One line for a state directory lhsweep cannot use; a missing privilege says which."""
+    if exc.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        return PrivilegeError(
+            f"{path}: {exc.strerror}: lhsweep sweeps as root only (it needs root's write access "
+            f"to state.dir {state_dir}, and CAP_SYS_ADMIN for device-mapper)")
+    return StateError(f"state.dir {state_dir}: cannot create {path}: {exc.strerror}")
+
+
+def read_incomplete(report: SweepReport) -> bool:
+    """True when parts of the host could not be read: the report is not the whole truth."""
+    return bool(report.problems)

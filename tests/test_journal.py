@@ -129,7 +129,7 @@ def test_stderr_form_is_one_readable_line_without_control_characters() -> None:
     journal.emit(WARNING, "dm pvc-1 is busy\nsecond", Event.BUSY, LHSWEEP_DEVICE="pvc-1",
                  LHSWEEP_REASON="mounted on /mnt/a b", LHSWEEP_VOLUME="")
     journal.emit(DEBUG, "not shown")
-    assert stream.getvalue() == ('lhsweep: warning: dm pvc-1 is busy second '
+    assert stream.getvalue() == ('lhsweep: warning: dm pvc-1 is busy\\nsecond '
                                  '[device=pvc-1 reason="mounted on /mnt/a b"]\n')
     assert stderr_line(ERR, "x", {}) == "lhsweep: error: x"
 
