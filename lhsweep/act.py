@@ -46,6 +46,8 @@ class Actor:
     runner: ToolRunner
     dm_control: Optional[DmControl] = None
     should_stop: Callable[[], bool] = lambda: False
+    # Told of each outcome as soon as it is known, so that it is recorded before the next action.
+    on_outcome: Callable[[Entry, ActionOutcome], None] = lambda entry, outcome: None
 
     def execute(self, plan: Plan, dry_run: bool) -> tuple[ActionOutcome, ...]:
         """Remove every stale entry whose prerequisites went first; one outcome per removal."""
@@ -53,6 +55,7 @@ class Actor:
         outcomes = []
         for entry in plan.removals:
             outcomes.append(self._one(entry, done, dry_run))
+            self.on_outcome(entry, outcomes[-1])
         return tuple(outcomes)
 
     def _one(self, entry: Entry, done: set[tuple[Kind, str]], dry_run: bool) -> ActionOutcome:

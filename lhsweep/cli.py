@@ -121,23 +121,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _sweep(config: Config, host: HostRoot, args: argparse.Namespace) -> int:
+    """Rule 8 for one-shot sweeps: decisions go to journald too, as they are taken (stderr only
+    when asked for)."""
+    from lhsweep.journal import DecisionLog, open_journal  # noqa: PLC0415
+    from lhsweep.progress import LoggedProgress, Progress  # noqa: PLC0415
+    from lhsweep.state import summary_line  # noqa: PLC0415
     from lhsweep.sweep import run_sweep  # noqa: PLC0415 - keeps check-config free of gRPC
     from lhsweep.tools import ToolRunner  # noqa: PLC0415
 
+    journal = open_journal(args.log_target)
+    log = DecisionLog(journal) if journal.to_journal or args.log_target == "stderr" else None
+    dry_run = args.dry_run or config.sweep_dry_run
+    progress = LoggedProgress(log, dry_run) if log else Progress()
     runner = ToolRunner(config.sweep_action_timeout)
-    report = run_sweep(config, host, dry_run=args.dry_run or config.sweep_dry_run, runner=runner)
-    _journal(report, args.log_target)
+    report = run_sweep(config, host, dry_run=dry_run, runner=runner, progress=progress)
+    if log:
+        log.log_summary(report, 1, "one-shot " + summary_line(report, 1))
     return _print_report(report, args.json)
-
-
-def _journal(report: SweepReport, log_target: str) -> None:
-    """Rule 8 for one-shot sweeps: decisions go to journald too (stderr only when asked for)."""
-    from lhsweep.journal import DecisionLog, open_journal  # noqa: PLC0415
-    from lhsweep.state import summary_line  # noqa: PLC0415
-
-    journal = open_journal(log_target)
-    if journal.to_journal or log_target == "stderr":
-        DecisionLog(journal).log_report(report, 1, "one-shot " + summary_line(report, 1))
 
 
 def _print_report(report: SweepReport, as_json: bool) -> int:

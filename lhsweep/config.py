@@ -45,6 +45,7 @@ class Config:
     sweep_action_timeout: float = 30.0
     daemon_resync_interval: float = 300.0
     daemon_debounce: float = 0.25
+    daemon_busy_recheck_interval: float = 10.0
     metrics_file: str = "/var/lib/prometheus/node-exporter/lhsweep.prom"
     state_dir: str = "/run/lhsweep"
 
@@ -173,6 +174,10 @@ KEYS = (
          "the periodic full sweep when nothing else triggers one"),
     _Key("daemon", "debounce", "daemon_debounce", "seconds, from 0 to 60",
          _non_negative_seconds(60), "triggers within this window make one sweep"),
+    _Key("daemon", "busy_recheck_interval", "daemon_busy_recheck_interval",
+         "seconds, more than 0 and at most 3600", _positive_seconds(3600),
+         "while busy Longhorn leftovers remain, they are looked at again this often "
+         "(a reader closing one makes no uevent)"),
     _Key("metrics", "file", "metrics_file", "an absolute path, or \"\" to disable",
          _optional_absolute_path, "Prometheus text file for node_exporter's textfile collector"),
     _Key("state", "dir", "state_dir", "an absolute path",

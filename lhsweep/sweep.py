@@ -26,6 +26,7 @@ from lhsweep.model import (
     SweepReport,
 )
 from lhsweep.plan import make_plan
+from lhsweep.progress import Progress
 from lhsweep.tools import ToolRunner
 
 RuntimeQuery = Callable[[Config], RuntimeView]
@@ -49,25 +50,30 @@ def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
 def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunner,
               query: RuntimeQuery = query_runtime,
               dm_control: Optional[DmControl] = None,
-              should_stop: Callable[[], bool] = lambda: False) -> SweepReport:
+              should_stop: Callable[[], bool] = lambda: False,
+              progress: Optional[Progress] = None) -> SweepReport:
     """Scan, then remove what is stale; raises LockBusyError while another sweep runs.
 
     `should_stop` is asked before each removal; once it says yes the rest are skipped.
     """
+    told = progress or Progress()
     with sweep_lock(config.state_dir):
-        report = scan(config, host, query=query, dm_control=dm_control)
+        report = replace(scan(config, host, query=query, dm_control=dm_control), dry_run=dry_run)
+        told.planned(report)
         removals = report.plan.removals
         if not removals:
-            return replace(report, dry_run=dry_run)
+            return report
         changed = "" if dry_run else _runtime_changed(report.runtime, query(config))
         if changed:
             outcomes = tuple(
                 ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume) for e in removals
             )
+            for entry, outcome in zip(removals, outcomes):
+                told.acted(entry, outcome)
         else:
-            outcomes = Actor(host, runner, dm_control, should_stop).execute(report.plan, dry_run)
-        return replace(report, outcomes=outcomes, dry_run=dry_run,
-                       duration_s=time.time() - report.started_at)
+            outcomes = Actor(host, runner, dm_control, should_stop, told.acted).execute(
+                report.plan, dry_run)
+        return replace(report, outcomes=outcomes, duration_s=time.time() - report.started_at)
 
 
 def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:
