@@ -30,13 +30,11 @@ def test_boot_sweep_logged_once_per_removal(vm_scenario: ScenarioResult) -> None
     """Every removal of the boot sweep is journaled once, by the daemon systemd started."""
     guest_passed(vm_scenario)
     got = removed(vm_scenario)
-    assert sorted(got) == sorted({
-        ("dm", GONE),
-        ("node", GONE),
-        ("dm", CONNECTING),
-        ("node", CONNECTING),
-        ("nvme", CONNECTING_NQN),
-    })
+    assert len(got) == len(set(got))
+    must = {("dm", GONE), ("node", GONE), ("dm", CONNECTING), ("node", CONNECTING)}
+    # The reconnecting controller is lhsweep's to disconnect unless its 30 s ctrl_loss_tmo ran
+    # out first (seen once on a heavily loaded host: the guest took 174 s to boot).
+    assert must <= set(got) <= must | {("nvme", CONNECTING_NQN)}
     journal = vm_scenario.journal()  # in journal order
     started = [
         i

@@ -10,11 +10,11 @@ from tests.vm.harness import ScenarioResult
 
 pytestmark = pytest.mark.vm(scenario="start_bound", timeout=600, deb=True)
 NAMES = [f"pvc-slow-{n}" for n in range(4)]
-START_BOUND_S = 30.0
+START_BOUND_S = 60.0
 
 
 def test_start_returns_within_the_bound(vm_scenario: ScenarioResult) -> None:
-    """`systemctl start` returned within 30 s, active, before the boot sweep ended (4 x 30 s)."""
+    """`systemctl start` returned within 60 s (the removals need 4 x 30 s), active, early."""
     guest_passed(vm_scenario)
     facts = vm_scenario.facts
     assert facts["start_s"] <= START_BOUND_S

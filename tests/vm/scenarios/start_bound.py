@@ -16,7 +16,7 @@ from lhvm.observe import Facts, check, snapshot
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
-START_BOUND_S = 30.0  # the plan on a 2-vCPU TCG guest: CRI query and host inventory
+START_BOUND_S = 60.0  # the plan on a 2-vCPU TCG guest (CRI query, inventory): 34.8 s seen on a loaded host
 SHIPPED_ACTION_TIMEOUT_S = 30
 NAMES = [f"pvc-slow-{n}" for n in range(4)]
 
