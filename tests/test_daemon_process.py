@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="host trees need mknod
 # Short waits and timeouts so the tests run fast; every other setting is lhsweep's default.
 TEST_CONFIG = {
     "cri": "timeout = 2\npoll_interval = 0.5",
-    "sweep": "grace_period = 0\naction_timeout = 1",
+    "sweep": "grace_period = 0\naction_timeout = 5",
     "daemon": "debounce = 0.1\nresync_interval = 3600",
 }
 
