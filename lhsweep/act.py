@@ -55,16 +55,22 @@ class Actor:
     runner: ToolRunner
     dm_control: Optional[DmControl] = None
     should_stop: Callable[[], bool] = lambda: False
+    # Told of each outcome as soon as it is known, so that it is recorded before the next action.
+    on_outcome: Callable[[Entry, ActionOutcome], None] = lambda entry, outcome: None
     # Remove through dmsetup and nvme-cli rather than in-process (config sweep.removal = "tools").
     use_tools: bool = False
 
     def execute(self, plan: Plan, dry_run: bool) -> tuple[ActionOutcome, ...]:
         """Remove every stale entry whose prerequisites went first; one outcome per removal."""
         done: set[tuple[Kind, str]] = set()
+        outcomes = []
         try:
-            return tuple(self._one(entry, done, dry_run) for entry in plan.removals)
+            for entry in plan.removals:
+                outcomes.append(self._one(entry, done, dry_run))
+                self.on_outcome(entry, outcomes[-1])
         finally:
             self.runner.close_helper()
+        return tuple(outcomes)
 
     def _one(self, entry: Entry, done: set[tuple[Kind, str]], dry_run: bool) -> ActionOutcome:
         started = time.monotonic()

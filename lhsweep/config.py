@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional
 
 import toml
 
 from lhsweep.errors import ConfigError
+from lhsweep.render import echo
 
 DEFAULT_PATH = "/etc/lhsweep/lhsweep.toml"
+
+# How much of a bad value an error message echoes back.
+ECHO_LIMIT = 80
+# A Kubernetes namespace name: an RFC 1123 (DNS-1123) label.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 # Asked when neither cri.endpoints nor kubelet names the runtime (host paths; /run, not /var/run,
 # whose absolute link would lead out of a host root).
@@ -21,6 +28,7 @@ WELL_KNOWN_CRI_SOCKETS = (
     "/run/crio/crio.sock",
     "/run/cri-dockerd.sock",
 )
+
 
 @dataclass(frozen=True)
 class Config:
@@ -40,6 +48,7 @@ class Config:
     sweep_removal: str = "kernel"
     daemon_resync_interval: float = 300.0
     daemon_debounce: float = 0.25
+    daemon_busy_recheck_interval: float = 10.0
     metrics_file: str = "/var/lib/prometheus/node-exporter/lhsweep.prom"
     state_dir: str = "/run/lhsweep"
 
@@ -91,12 +100,20 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-def _absolute_path(value: Any) -> str:
+def _text(value: Any) -> str:
+    """A non-empty string of printable characters (no control, format or NUL characters)."""
     if not isinstance(value, str):
         raise TypeError
-    if not value.startswith("/") or "\0" in value:
+    if not value or not value.isprintable():
         raise ValueError
-    return os.path.normpath(value)
+    return value
+
+
+def _absolute_path(value: Any) -> str:
+    path = _text(value)
+    if not path.startswith("/"):
+        raise ValueError
+    return os.path.normpath(path)
 
 
 def _optional_absolute_path(value: Any) -> str:
@@ -105,19 +122,18 @@ def _optional_absolute_path(value: Any) -> str:
     return _absolute_path(value)
 
 
-def _name(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    if not value or len(value) > 253 or any(c.isspace() or c == "/" for c in value):
+def _dns_label(value: Any) -> str:
+    name = _text(value)
+    if not _DNS_LABEL.fullmatch(name):
         raise ValueError
-    return value
+    return name
 
 
 def _string_list(check: Callable[[str], bool]) -> Callable[[Any], tuple[str, ...]]:
     def convert(value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise TypeError
-        if not all(check(v) for v in value):
+        if not all(v and v.isprintable() and check(v) for v in value):
             raise ValueError
         return tuple(value)
 
@@ -148,7 +164,7 @@ def _endpoints(value: Any) -> tuple[str, ...]:
 
 
 def _is_pattern(value: str) -> bool:
-    return bool(value) and "/" not in value
+    return "/" not in value
 
 
 KEYS = (
@@ -162,7 +178,7 @@ KEYS = (
          _positive_seconds(3600),
          "how often the daemon asks CRI when the runtime has no event stream"),
     _Key("longhorn", "namespace", "longhorn_namespace", "a Kubernetes namespace name",
-         _name, "namespace of the instance-manager pods"),
+         _dns_label, "namespace of the instance-manager pods"),
     _Key("longhorn", "data_path", "longhorn_data_path", "an absolute path",
          _absolute_path, "Longhorn's data path (engine-frontend records live below it)"),
     _Key("kubelet", "root", "kubelet_root", "an absolute path",
@@ -183,6 +199,10 @@ KEYS = (
          "the periodic full sweep when nothing else triggers one"),
     _Key("daemon", "debounce", "daemon_debounce", "seconds, from 0 to 60",
          _non_negative_seconds(60), "triggers within this window make one sweep"),
+    _Key("daemon", "busy_recheck_interval", "daemon_busy_recheck_interval",
+         "seconds, more than 0 and at most 3600", _positive_seconds(3600),
+         "while busy Longhorn leftovers remain, they are looked at again this often "
+         "(a reader closing one makes no uevent)"),
     _Key("metrics", "file", "metrics_file", "an absolute path, or \"\" to disable",
          _optional_absolute_path, "Prometheus text file for node_exporter's textfile collector"),
     _Key("state", "dir", "state_dir", "an absolute path",
@@ -194,20 +214,21 @@ def parse(text: str, path: str) -> Config:
     """Parse TOML text into a Config; raises ConfigError naming `path` and the key."""
     try:
         data = toml.loads(text)
-    except (toml.TomlDecodeError, IndexError, ValueError) as exc:
-        raise ConfigError(path, "", f"not valid TOML: {_first_line(exc)}") from exc
+    except Exception as exc:  # the toml library raises odd types (AttributeError...) on odd input
+        raise ConfigError(path, "", f"not valid TOML: {_first_line(exc)}") from None
     known = {(k.section, k.key): k for k in KEYS}
     sections = {k.section for k in KEYS}
     changes: dict[str, Any] = {}
     for section, table in data.items():
         if section not in sections:
-            raise ConfigError(path, section, f"unknown section (known: {', '.join(sorted(sections))})")
+            raise ConfigError(path, _echo(section),
+                              f"unknown section (known: {', '.join(sorted(sections))})")
         if not isinstance(table, dict):
-            raise ConfigError(path, section, "expected a [section] table")
+            raise ConfigError(path, _echo(section), "expected a [section] table")
         for key, value in table.items():
             spec = known.get((section, key))
             if spec is None:
-                raise ConfigError(path, f"{section}.{key}", "unknown key")
+                raise ConfigError(path, _echo(f"{section}.{key}"), "unknown key")
             changes[spec.field_name] = _convert(spec, value, path)
     config = replace(Config(), **changes)
     if config.daemon_resync_interval < 1:
@@ -220,12 +241,17 @@ def _convert(spec: _Key, value: Any, path: str) -> Any:
         return spec.convert(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            path, f"{spec.section}.{spec.key}", f"expected {spec.expected}, got {value!r}"
+            path, f"{spec.section}.{spec.key}", f"expected {spec.expected}, got {_echo(repr(value))}"
         ) from None
 
 
+def _echo(text: str) -> str:
+    return echo(text, ECHO_LIMIT)
+
+
 def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = str(exc).splitlines()
+    return _echo(lines[0]) if lines else type(exc).__name__
 
 
 def load(path: str = DEFAULT_PATH, *, required: bool = False) -> Config:

@@ -28,3 +28,11 @@ class RuntimeQueryError(LhsweepError):
 
 class LockBusyError(LhsweepError):
     """Another lhsweep sweep already holds the sweep lock."""
+
+
+class PrivilegeError(LhsweepError):
+    """lhsweep lacks a privilege it needs (it runs as a user other than root); says which."""
+
+
+class StateError(LhsweepError):
+    """The state directory or the state file cannot be used (names the path and why)."""

@@ -10,6 +10,7 @@ import sys
 from typing import Callable, Optional, TextIO
 
 from lhsweep.model import ActionOutcome, ActionResult, Entry, Kind, RuntimeState, SweepReport, Verdict
+from lhsweep.render import printable
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 IDENTIFIER = "lhsweep"
@@ -55,19 +56,14 @@ class Journal:
         """Log one entry; `fields` are LHSWEEP_* names (upper case) with text values."""
         if priority >= DEBUG and not self.verbose:
             return
-        clean = {k: one_line(v) for k, v in fields.items() if v != ""}
+        clean = {k: printable(v) for k, v in fields.items() if v != ""}
         if self._sender is not None:
             extra = {"MESSAGE_ID": event.value} if event is not None else {}
-            self._sender(one_line(message), PRIORITY=str(priority),
+            self._sender(printable(message), PRIORITY=str(priority),
                          SYSLOG_IDENTIFIER=IDENTIFIER, **extra, **clean)
             return
         self._stream.write(stderr_line(priority, message, clean) + "\n")
         self._stream.flush()
-
-
-def one_line(text: str) -> str:
-    """`text` with line breaks and other control characters replaced by spaces."""
-    return "".join(c if c.isprintable() else " " for c in str(text))
 
 
 def stderr_line(priority: int, message: str, fields: dict[str, str]) -> str:
@@ -75,10 +71,10 @@ def stderr_line(priority: int, message: str, fields: dict[str, str]) -> str:
     parts = []
     for key, value in fields.items():
         name = key[len("LHSWEEP_"):].lower() if key.startswith("LHSWEEP_") else key.lower()
-        text = one_line(value)
+        text = printable(value)
         parts.append(f"{name}={json.dumps(text) if (' ' in text or not text) else text}")
     suffix = f" [{' '.join(parts)}]" if parts else ""
-    return f"{IDENTIFIER}: {_LEVEL_NAMES.get(priority, str(priority))}: {one_line(message)}{suffix}"
+    return f"{IDENTIFIER}: {_LEVEL_NAMES.get(priority, str(priority))}: {printable(message)}{suffix}"
 
 
 def open_journal(target: str, verbose: bool = False,
@@ -109,29 +105,41 @@ def outcome_fields(outcome: ActionOutcome) -> dict[str, str]:
             "LHSWEEP_VOLUME": outcome.volume, "LHSWEEP_DURATION": f"{outcome.duration_s:.3f}"}
 
 
+def removed_fields(entry: Entry, outcome: ActionOutcome) -> dict[str, str]:
+    """A REMOVED entry's fields: the outcome's, plus why the object was judged stale."""
+    return {**outcome_fields(outcome), "LHSWEEP_VERDICT_REASON": entry.reason}
+
+
 class DecisionLog:
-    """Logs a sweep's decisions: problems every time, quiet verdicts (live, foreign) only on change."""
+    """Logs a sweep's decisions: problems every time, quiet verdicts (live, foreign) only on change.
+
+    A sweep is logged in three steps as it happens: its plan, each action's outcome, its summary.
+    """
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self._seen: dict[tuple[Kind, str], Verdict] = {}
+        self._told_once: set[tuple[Kind, str, str]] = set()
 
-    def log_report(self, report: SweepReport, sweep_number: int, summary: str) -> None:
-        """Log every entry and outcome of `report` worth an entry, then the summary."""
+    def log_plan(self, report: SweepReport) -> None:
+        """Log the runtime state, every entry worth an entry, and the host's problems."""
         if report.runtime.state is RuntimeState.UNKNOWN:
             self.journal.emit(WARNING, f"container runtime unknown, nothing removed: "
                               f"{report.runtime.reason}", Event.RUNTIME_UNKNOWN,
                               LHSWEEP_REASON=report.runtime.reason)
         for entry in report.plan.entries:
             self._log_entry(entry, report)
-        for outcome in report.outcomes:
-            self._log_outcome(outcome, report.dry_run)
         for problem in report.problems:
             self.journal.emit(WARNING, f"sweep problem: {problem}", Event.DECISION,
                               LHSWEEP_REASON=problem)
         self._seen = {(e.kind, e.name): e.verdict for e in report.plan.entries}
+        self._told_once &= {(e.kind, e.name, e.reason) for e in report.plan.entries}
+
+    def log_summary(self, report: SweepReport, sweep_number: int, summary: str) -> None:
+        """The sweep's summary line: info when it did or found anything, else debug."""
         loud = any(o.result is not ActionResult.SKIPPED for o in report.outcomes) or any(
-            e.verdict in (Verdict.BUSY, Verdict.UNKNOWN, Verdict.STALE) for e in report.plan.entries)
+            e.verdict in (Verdict.UNKNOWN, Verdict.STALE) or is_busy_leftover(e)
+            for e in report.plan.entries)
         self.journal.emit(INFO if loud or sweep_number == 1 else DEBUG, summary,
                           Event.SWEEP_SUMMARY, LHSWEEP_SWEEP=str(sweep_number))
 
@@ -139,9 +147,11 @@ class DecisionLog:
         changed = self._seen.get((entry.kind, entry.name)) is not entry.verdict
         fields = entry_fields(entry)
         what = f"{entry.kind.value} {entry.name}"
-        if entry.verdict is Verdict.BUSY:
+        if is_busy_leftover(entry):
             self.journal.emit(WARNING, f"{what} is a busy leftover, left alone: {entry.reason}",
                               Event.BUSY, LHSWEEP_HOLDER="; ".join(entry.holders), **fields)
+        elif entry.verdict is Verdict.BUSY:
+            self._log_in_use(entry, what, fields)
         elif entry.verdict is Verdict.UNKNOWN:
             # With the runtime unknown every entry is unknown for the one reason logged above.
             runtime_down = report.runtime.state is RuntimeState.UNKNOWN
@@ -156,11 +166,21 @@ class DecisionLog:
                               f"{what} is {entry.verdict.value}: {entry.reason}",
                               Event.DECISION, **fields)
 
-    def _log_outcome(self, outcome: ActionOutcome, dry_run: bool) -> None:
+    def _log_in_use(self, entry: Entry, what: str, fields: dict[str, str]) -> None:
+        """Longhorn's, but used only by devices that are not leftovers: said once, quietly."""
+        key = (entry.kind, entry.name, entry.reason)
+        self.journal.emit(DEBUG if key in self._told_once else INFO,
+                          f"{what} is in use by devices that are not leftovers, left alone: "
+                          f"{entry.reason}", Event.DECISION, **fields)
+        self._told_once.add(key)
+
+    def log_outcome(self, entry: Entry, outcome: ActionOutcome, dry_run: bool) -> None:
+        """Log one action's outcome as soon as it is known."""
         what = f"{outcome.kind.value} {outcome.name}"
         fields = outcome_fields(outcome)
         if outcome.result is ActionResult.REMOVED:
-            self.journal.emit(NOTICE, f"removed stale {what}", Event.REMOVED, **fields)
+            self.journal.emit(NOTICE, f"removed stale {what} ({entry.reason}; {outcome.detail})",
+                              Event.REMOVED, **removed_fields(entry, outcome))
         elif outcome.stuck:
             self.journal.emit(ERR, f"removing {what} is stuck: {outcome.detail}", Event.STUCK,
                               **fields)
@@ -170,3 +190,15 @@ class DecisionLog:
         elif not dry_run:
             self.journal.emit(INFO, f"{what} not removed this sweep: {outcome.detail}",
                               Event.DECISION, **fields)
+
+
+def is_busy_leftover(entry: Entry) -> bool:
+    """A busy entry that is a Longhorn leftover itself, not only in use by foreign or live devices.
+
+    The plan names each device holding a namespace with that device's verdict in brackets.
+    """
+    if entry.verdict is not Verdict.BUSY:
+        return False
+    not_leftovers = tuple(f"({v.value})" for v in (Verdict.FOREIGN, Verdict.LIVE))
+    return entry.kind is not Kind.NVME or not entry.holders or \
+        not all(h.endswith(not_leftovers) for h in entry.holders)

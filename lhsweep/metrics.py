@@ -7,7 +7,7 @@ from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
-from lhsweep.model import ActionResult, Kind, RuntimeState, SweepReport, Verdict
+from lhsweep.model import ActionOutcome, ActionResult, Kind, RuntimeState, SweepReport, Verdict
 
 
 class AgeTracker:
@@ -61,16 +61,11 @@ class Metrics:
             self.failures.labels(kind.value)
 
     def observe(self, report: SweepReport, stuck_now: int, now: float) -> None:
-        """Fold one finished sweep into the metrics."""
+        """Fold one finished sweep into the metrics (its outcomes were counted as they came)."""
         tally = Tally((e.kind.value, e.verdict.value) for e in report.plan.entries)
         for kind in Kind:
             for verdict in Verdict:
                 self.entries.labels(kind.value, verdict.value).set(tally[(kind.value, verdict.value)])
-        for outcome in report.outcomes:
-            if outcome.result is ActionResult.REMOVED:
-                self.removals.labels(outcome.kind.value).inc()
-            elif outcome.result is ActionResult.FAILED:
-                self.failures.labels(outcome.kind.value).inc()
         self.sweeps.labels("ok").inc()
         self.last_time.set(now)
         self.last_duration.set(report.duration_s)
@@ -79,6 +74,16 @@ class Metrics:
         self._ages.update(report, now)
         for verdict in Verdict:
             self.oldest.labels(verdict.value).set(self._ages.oldest(verdict, now))
+
+    def count_outcome(self, outcome: ActionOutcome) -> bool:
+        """Count one removal or failure as it happens; True when a counter moved."""
+        if outcome.result is ActionResult.REMOVED:
+            self.removals.labels(outcome.kind.value).inc()
+        elif outcome.result is ActionResult.FAILED:
+            self.failures.labels(outcome.kind.value).inc()
+        else:
+            return False
+        return True
 
     def observe_error(self, stuck_now: int) -> None:
         """Count a sweep that raised instead of reporting (lock busy, a bug)."""

@@ -8,6 +8,31 @@ from typing import Any
 from lhsweep.model import ActionOutcome, Entry, InstanceManager, RuntimeView, SweepReport
 
 
+def printable(text: object) -> str:
+    """`text` with every non-printable character (controls, line breaks, bidi overrides) escaped.
+
+    The one escaping rule of every text output: tables, status, the journal, STATUS= lines.
+    """
+    return "".join(c if c.isprintable() else _escape(c) for c in str(text))
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def echo(text: str, limit: int) -> str:
+    """`text` as an error message may quote it: escaped, and cut after `limit` characters."""
+    return printable(text[:limit]) + ("\u2026" if len(text) > limit else "")
+
+
 def runtime_to_dict(view: RuntimeView) -> dict[str, Any]:
     """The `runtime` object of the JSON report."""
     return {
@@ -73,9 +98,10 @@ def report_to_dict(report: SweepReport) -> dict[str, Any]:
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    """Align columns; the last column is left ragged."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return ["  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip() for r in rows]
+    """Align columns (every cell escaped); the last column is left ragged."""
+    cells = [[printable(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]) - 1)]
+    return ["  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip() for r in cells]
 
 
 def _endpoint_text(view: RuntimeView) -> str:
@@ -88,10 +114,10 @@ def _endpoint_text(view: RuntimeView) -> str:
 def render_text(report: SweepReport) -> str:
     """The report for people: runtime line, entries table, actions table, problems."""
     view = report.runtime
-    lines = [f"runtime: {view.state.value} ({view.reason})" + _endpoint_text(view)]
+    lines = [f"runtime: {view.state.value} ({printable(view.reason)})" + printable(_endpoint_text(view))]
     for im in view.instance_managers:
-        lines.append(f"  instance-manager {im.pod_name}: sandbox {im.sandbox_state}, "
-                     f"container {im.container_state or 'none'}")
+        lines.append(f"  instance-manager {printable(im.pod_name)}: sandbox "
+                     f"{printable(im.sandbox_state)}, container {printable(im.container_state or 'none')}")
     if report.plan.entries:
         rows = [("KIND", "NAME", "VERDICT", "REASON")]
         rows += [(e.kind.value, e.name, e.verdict.value, e.reason) for e in report.plan.entries]
@@ -102,5 +128,5 @@ def render_text(report: SweepReport) -> str:
         rows = [("KIND", "NAME", "RESULT", "DETAIL")]
         rows += [(o.kind.value, o.name, o.result.value, o.detail) for o in report.outcomes]
         lines += ["", *_table(rows)]
-    lines += [f"problem: {p}" for p in report.problems]
+    lines += [f"problem: {printable(p)}" for p in report.problems]
     return "\n".join(lines) + "\n"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
 from collections import Counter
 from typing import Any, Optional
 
-from lhsweep.errors import LhsweepError
+from lhsweep.errors import StateError
 from lhsweep.model import ActionResult, RuntimeState, SweepReport, Verdict
-from lhsweep.render import report_to_dict
+from lhsweep.render import printable, report_to_dict
 from lhsweep.tools import StuckProcess
 
 STATE_FILE = "last-sweep.json"
@@ -91,50 +92,107 @@ def write_state(state_dir: str, state: dict[str, Any]) -> str:
 
 
 def read_state(state_dir: str) -> Optional[dict[str, Any]]:
-    """The last state the daemon wrote, None when there is none; LhsweepError when unreadable."""
+    """The last state the daemon wrote, None when there is none; StateError when unreadable or malformed."""
+    path = state_path(state_dir)
     try:
-        with open(state_path(state_dir), encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise LhsweepError(f"{state_path(state_dir)}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise LhsweepError(f"{state_path(state_dir)}: not valid JSON ({exc.msg})") from None
+        raise StateError(f"{path}: cannot read: {exc}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise StateError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-        raise LhsweepError(f"{state_path(state_dir)}: not a version {STATE_VERSION} state file")
+        raise StateError(f"{path}: not a version {STATE_VERSION} state file")
+    wrong = _mismatch(data, _STATE_SHAPE, "")
+    if wrong:
+        raise StateError(f"{path}: not a valid state file: {wrong}")
     return data
 
 
+class _Time:
+    """Shape marker: a Unix time that time.localtime() takes (finite, from 1970 to year 5000)."""
+
+
+class _MapOf:
+    """Shape marker: an object whose every value has `shape`."""
+
+    def __init__(self, shape: Any) -> None:
+        self.shape = shape
+
+
+_ENTRY_SHAPE = {"kind": str, "name": str, "verdict": str, "reason": str}
+_ACTION_SHAPE = {"kind": str, "name": str, "result": str, "detail": str}
+_STATE_SHAPE = {
+    "version": int, "pid": int, "written_at": _Time, "sweep_number": int, "triggers": [str],
+    "status": str, "counts": _MapOf(int),
+    "stuck": [{"argv": [str], "pid": int, "since": _Time}],
+    "report": {"runtime": {"state": str, "reason": str}, "entries": [_ENTRY_SHAPE],
+               "actions": [_ACTION_SHAPE], "duration_s": float, "problems": [str]},
+}
+_LAST_TIME = 95617584000.0  # 5000-01-01
+
+
+def _mismatch(value: Any, shape: Any, where: str) -> str:
+    """Where `value` departs from `shape` ('' when it fits); extra object keys are allowed."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'the file'} is not an object"
+        for key, inner in shape.items():
+            name = f"{where}.{key}" if where else key
+            if key not in value:
+                return f"{name} is missing"
+            wrong = _mismatch(value[key], inner, name)
+            if wrong:
+                return wrong
+        return ""
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where} is not a list"
+        return next((w for i, v in enumerate(value) if (w := _mismatch(v, shape[0], f"{where}[{i}]"))), "")
+    if isinstance(shape, _MapOf):
+        if not isinstance(value, dict):
+            return f"{where} is not an object"
+        return next((w for k, v in value.items() if (w := _mismatch(v, shape.shape, f"{where}.{k}"))), "")
+    return "" if _scalar_fits(value, shape) else f"{where} is not {_SCALAR_NAMES[shape]}"
+
+
+_SCALAR_NAMES = {int: "an integer", float: "a number", str: "a string", _Time: "a Unix time"}
+
+
+def _scalar_fits(value: Any, shape: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if shape is int:
+        return isinstance(value, int)
+    if shape is str:
+        return isinstance(value, str)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return shape is float or 0 <= value < _LAST_TIME
+
+
 def render_status(state: dict[str, Any], as_json: bool) -> str:
-    """The state for people (or as JSON): when, what was found, what was done, what needs a human."""
+    """A state read_state() accepted, for people (escaped) or as JSON: what needs a human."""
     if as_json:
         return json.dumps(state, indent=2, sort_keys=True) + "\n"
-    report = state.get("report", {})
-    written = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(state.get("written_at", 0)))
+    report = state["report"]
+    written = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(state["written_at"]))
     lines = [
-        f"last sweep: #{state.get('sweep_number')} at {written}, took "
-        f"{report.get('duration_s', 0):.2f}s (daemon pid {state.get('pid')}, "
-        f"triggered by {', '.join(state.get('triggers', [])) or 'nothing recorded'})",
-        f"status: {state.get('status', '')}",
+        f"last sweep: #{state['sweep_number']} at {written}, took "
+        f"{report['duration_s']:.2f}s (daemon pid {state['pid']}, "
+        f"triggered by {', '.join(state['triggers']) or 'nothing recorded'})",
+        f"status: {state['status']}",
+        f"runtime: {report['runtime']['state']} ({report['runtime']['reason']})",
     ]
-    runtime = report.get("runtime", {})
-    lines.append(f"runtime: {runtime.get('state', '?')} ({runtime.get('reason', '')})")
     for verdict in (Verdict.BUSY, Verdict.UNKNOWN, Verdict.STALE):
-        lines += _entries_of(report, verdict.value)
-    for action in report.get("actions", []):
-        if action.get("result") != ActionResult.SKIPPED.value:
-            lines.append(f"  {action.get('result')}: {action.get('kind')} {action.get('name')}"
-                         f" ({action.get('detail')})")
-    for stuck in state.get("stuck", []):
-        since = time.strftime("%H:%M:%S", time.localtime(stuck.get("since", 0)))
-        lines.append(f"  stuck: {' '.join(stuck.get('argv', []))} (pid {stuck.get('pid')}, "
-                     f"since {since})")
-    lines += [f"  problem: {p}" for p in report.get("problems", [])]
-    return "\n".join(lines) + "\n"
-
-
-def _entries_of(report: dict[str, Any], verdict: str) -> list[str]:
-    """One line per entry of `verdict`."""
-    return [f"  {verdict}: {e.get('kind')} {e.get('name')} ({e.get('reason')})"
-            for e in report.get("entries", []) if e.get("verdict") == verdict]
+        lines += [f"  {verdict.value}: {e['kind']} {e['name']} ({e['reason']})"
+                  for e in report["entries"] if e["verdict"] == verdict.value]
+    lines += [f"  {a['result']}: {a['kind']} {a['name']} ({a['detail']})"
+              for a in report["actions"] if a["result"] != ActionResult.SKIPPED.value]
+    for stuck in state["stuck"]:
+        since = time.strftime("%H:%M:%S", time.localtime(stuck["since"]))
+        lines.append(f"  stuck: {' '.join(stuck['argv'])} (pid {stuck['pid']}, since {since})")
+    lines += [f"  problem: {p}" for p in report["problems"]]
+    return "\n".join(printable(line) for line in lines) + "\n"

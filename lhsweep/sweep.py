@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -13,7 +14,7 @@ from typing import Callable, Optional
 from lhsweep.act import Actor
 from lhsweep.config import Config
 from lhsweep.cri import query_runtime
-from lhsweep.errors import LockBusyError
+from lhsweep.errors import LhsweepError, LockBusyError, PrivilegeError, StateError
 from lhsweep.host import HostRoot
 from lhsweep.inventory import DmControl, read_inventory
 from lhsweep.longhorn import frontend_records
@@ -25,6 +26,7 @@ from lhsweep.model import (
     SweepReport,
 )
 from lhsweep.plan import make_plan
+from lhsweep.progress import Progress
 from lhsweep.tools import ToolRunner
 
 RuntimeQuery = Callable[[Config, HostRoot], RuntimeView]
@@ -48,26 +50,31 @@ def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
 def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunner,
               query: RuntimeQuery = query_runtime,
               dm_control: Optional[DmControl] = None,
-              should_stop: Callable[[], bool] = lambda: False) -> SweepReport:
+              should_stop: Callable[[], bool] = lambda: False,
+              progress: Optional[Progress] = None) -> SweepReport:
     """Scan, then remove what is stale; raises LockBusyError while another sweep runs.
 
     `should_stop` is asked before each removal; once it says yes the rest are skipped.
     """
+    told = progress or Progress()
     with sweep_lock(config.state_dir):
-        report = scan(config, host, query=query, dm_control=dm_control)
+        report = replace(scan(config, host, query=query, dm_control=dm_control), dry_run=dry_run)
+        told.planned(report)
         removals = report.plan.removals
         if not removals:
-            return replace(report, dry_run=dry_run)
+            return report
         changed = "" if dry_run else _runtime_changed(report.runtime, query(config, host))
         if changed:
             outcomes = tuple(
                 ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume) for e in removals
             )
+            for entry, outcome in zip(removals, outcomes):
+                told.acted(entry, outcome)
         else:
-            actor = Actor(host, runner, dm_control, should_stop, config.sweep_removal == "tools")
+            actor = Actor(host, runner, dm_control, should_stop, told.acted,
+                          use_tools=config.sweep_removal == "tools")
             outcomes = actor.execute(report.plan, dry_run)
-        return replace(report, outcomes=outcomes, dry_run=dry_run,
-                       duration_s=time.time() - report.started_at)
+        return replace(report, outcomes=outcomes, duration_s=time.time() - report.started_at)
 
 
 def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:
@@ -84,9 +91,12 @@ def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:
 @contextlib.contextmanager
 def sweep_lock(state_dir: str) -> Iterator[None]:
     """Hold <state_dir>/sweep.lock exclusively for one sweep, or raise LockBusyError."""
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
     path = os.path.join(state_dir, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(state_dir, mode=0o755, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise state_dir_error(state_dir, path, exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -95,3 +105,17 @@ def sweep_lock(state_dir: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def state_dir_error(state_dir: str, path: str, exc: OSError) -> LhsweepError:
+    """One line for a state directory lhsweep cannot use; a missing privilege says which."""
+    if exc.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        return PrivilegeError(
+            f"{path}: {exc.strerror}: lhsweep sweeps as root only (it needs root's write access "
+            f"to state.dir {state_dir}, and CAP_SYS_ADMIN for device-mapper)")
+    return StateError(f"state.dir {state_dir}: cannot create {path}: {exc.strerror}")
+
+
+def read_incomplete(report: SweepReport) -> bool:
+    """True when parts of the host could not be read: the report is not the whole truth."""
+    return bool(report.problems)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from lhsweep.cli import main
 from lhsweep.config import KEYS, Config, load, parse, render
 from lhsweep.errors import ConfigError
 
@@ -42,6 +47,24 @@ def test_values_are_read_and_normalised(tmp_path: Path) -> None:
     ("[metrics]\nfile = 3\n", "f.toml: metrics.file: expected an absolute path"),
     ("[daemon]\nresync_interval = 0.5\n", "f.toml: daemon.resync_interval: expected at least 1 second"),
     ("[cri\n", "f.toml: not valid TOML"),
+    # The toml library raises AttributeError, IndexError, TypeError... on these.
+    ("[a]\n[[a]]\n", "f.toml: not valid TOML"),
+    ("a = [[1], 2]\n", "f.toml: not valid TOML"),
+    ("x = 1\n[x.y]\n", "f.toml: not valid TOML"),
+    # Every string is checked for what it is.
+    ('[longhorn]\nnamespace = "\\u001b[31mred"\n',
+     "f.toml: longhorn.namespace: expected a Kubernetes namespace name, "
+     "got '\\x1b[31mred'"),
+    ('[longhorn]\nnamespace = "Longhorn_System"\n', "f.toml: longhorn.namespace: expected"),
+    ('[longhorn]\nnamespace = ""\n', "f.toml: longhorn.namespace: expected"),
+    ('[longhorn]\ndata_path = "/var/lib/\\u0000x"\n', "f.toml: longhorn.data_path: expected an absolute"),
+    ('[kubelet]\nroot = "/var/lib/\\u202ekubelet"\n', "f.toml: kubelet.root: expected an absolute"),
+    ('[state]\ndir = ""\n', "f.toml: state.dir: expected an absolute path"),
+    ('[metrics]\nfile = "/x/\\u0007.prom"\n', "f.toml: metrics.file: expected an absolute path"),
+    ('[cri]\nendpoints = [""]\n', "f.toml: cri.endpoints: expected a list"),
+    ('[cri]\nendpoints = ["/run/a\\u0000.sock"]\n', "f.toml: cri.endpoints: expected a list"),
+    ('[sweep]\nexclude = [""]\n', "f.toml: sweep.exclude: expected a list of shell patterns"),
+    ('[sweep]\nexclude = ["pvc-\\n*"]\n', "f.toml: sweep.exclude: expected a list of shell patterns"),
 ])
 def test_bad_values_name_file_and_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -68,3 +91,68 @@ def test_render_round_trips_and_lists_every_key() -> None:
     assert "\n# endpoints: not set\n" in defaults
     assert parse(defaults, "defaults") == Config()
     assert Config().cri_endpoints is None
+
+
+def test_a_huge_bad_value_is_cut_in_the_message() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(f'[longhorn]\ndata_path = "{"x" * 10_000_000}"\n', "f.toml")
+    assert len(str(err.value)) < 300 and str(err.value).endswith("\u2026")
+    with pytest.raises(ConfigError) as err:
+        parse(f'[{"s" * 100_000}]\n', "f.toml")
+    assert len(str(err.value)) < 300
+
+
+def _check_config(path: Path) -> tuple[int, str, str]:
+    """Run `lhsweep check-config` in-process; (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = main(["--config", str(path), "check-config"])
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_a_file_the_toml_library_chokes_on_exits_78_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "lhsweep.toml"
+    path.write_text("[a]\n[[a]]\n")
+    status, out, err = _check_config(path)
+    assert (status, out) == (78, "")
+    assert err.startswith(f"lhsweep: configuration error: {path}: not valid TOML")
+    assert err.count("\n") == 1
+
+
+_VALID = render(Config(cri_endpoints=("/a.sock",), sweep_exclude=("keep-*",)))
+# Tokens that matter to TOML, plus control, bidi, NUL and non-ASCII characters.
+_TOKENS = ["[", "]", "[[", "]]", "{", "}", '"', "'", '"""', "\\", "\\u", "=", ".", ",", "#", "\n",
+           "\r", "\t", " ", "0", "1e9", "-", "+", "_", ":", "/", "true", "inf", "nan", "\x00",
+           "\x1b", "\u202e", "\u00e9", "a"]
+_TOKENS += [f"{o}{spec.section}{c}" for spec in KEYS for o, c in (("[", "]\n"), ("[[", "]]\n"), ("", "."))]
+_TOKENS += [f"\n{spec.key}" for spec in KEYS]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> str:
+    """A valid rendered file with a few spans deleted, replaced, inserted or copied elsewhere."""
+    text = _VALID
+    for _ in range(draw(st.integers(1, 4))):
+        line_starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+        at = draw(st.one_of(st.integers(0, len(text)), st.sampled_from(line_starts)))
+        cut = draw(st.integers(0, 8))
+        start = draw(st.integers(0, len(text)))
+        copied = text[start:start + draw(st.integers(1, 40))]
+        tokens = st.lists(st.sampled_from(_TOKENS), max_size=4).map("".join)
+        insert = draw(st.one_of(tokens, st.just(copied), tokens.map(lambda t, c=copied: t + c)))
+        text = text[:at] + insert + text[at + cut:]
+    return text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_mutated())
+def test_fuzz_mutated_files_exit_0_or_78_without_a_traceback(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    status, out, err = _check_config(path)
+    assert status in (0, 78)
+    if status == 78:
+        assert out == "" and err.count("\n") == 1 and str(path) in err
+        assert err[:-1].isprintable()
+    else:
+        assert parse(out, "again") == load(str(path))

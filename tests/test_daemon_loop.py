@@ -15,6 +15,7 @@ from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.worker import SweepFn, TrackedRunner
 from lhsweep.journal import Journal
 from lhsweep.model import Plan, RuntimeState, RuntimeView, SweepReport
+from lhsweep.progress import Progress
 from lhsweep.tools import KILL_GRACE_S
 
 
@@ -36,7 +37,7 @@ def _never(*_: object) -> object:
 def daemon() -> Iterator[tuple[Daemon, Recorder, threading.Event]]:
     release = threading.Event()
 
-    def sweeper(host_root: str, runner: TrackedRunner) -> SweepFn:
+    def sweeper(host_root: str, runner: TrackedRunner, progress: Progress) -> SweepFn:
         def sweep(config: Config) -> SweepReport:
             release.wait(30)
             return SweepReport(RuntimeView(RuntimeState.KNOWN, "ok"), Plan(()))

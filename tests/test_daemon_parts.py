@@ -48,7 +48,7 @@ def test_notifier_sends_to_path_and_abstract_sockets(tmp_path: Path, abstract: b
     notifier.stopping("bye")
     got = [listener.recv(4096).decode() for _ in range(3)]
     listener.close()
-    assert got == ["READY=1\nSTATUS=sweep 1: 0 removed second line", "WATCHDOG=1",
+    assert got == ["READY=1\nSTATUS=sweep 1: 0 removed\\nsecond line", "WATCHDOG=1",
                    "STOPPING=1\nSTATUS=bye"]
 
 

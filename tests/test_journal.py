@@ -20,10 +20,12 @@ from lhsweep.journal import (
     DecisionLog,
     Event,
     Journal,
+    is_busy_leftover,
     open_journal,
     stderr_line,
 )
 from lhsweep.model import (
+    LONGHORN_NQN_PREFIX,
     ActionOutcome,
     ActionResult,
     Entry,
@@ -36,6 +38,7 @@ from lhsweep.model import (
     Verdict,
 )
 
+LONGHORN_NQN = LONGHORN_NQN_PREFIX + "pvc-n"
 CATALOG = Path(__file__).resolve().parent.parent / "systemd" / "lhsweep.catalog"
 KNOWN = RuntimeView(RuntimeState.KNOWN, "answered", runtime_name="containerd",
                     runtime_version="1.6.20")
@@ -64,17 +67,29 @@ def report(*entries: Entry, outcomes: tuple[ActionOutcome, ...] = (),
     return SweepReport(runtime, Plan(entries), outcomes, dry_run=dry_run)
 
 
+def log_sweep(log: DecisionLog, whole: SweepReport, n: int, summary: str) -> None:
+    """Log a sweep as the daemon does: plan, each outcome, summary."""
+    log.log_plan(whole)
+    entries = {(e.kind, e.name): e for e in whole.plan.entries}
+    for outcome in whole.outcomes:
+        planned = entries.get((outcome.kind, outcome.name))
+        log.log_outcome(planned or entry(outcome.name, Verdict.STALE, kind=outcome.kind), outcome,
+                        whole.dry_run)
+    log.log_summary(whole, n, summary)
+
+
 def test_send_gets_message_id_priority_and_lhsweep_fields() -> None:
     sent = Recorder()
     log = DecisionLog(Journal(sent))
     removed = ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "dmsetup exited 0", "pvc-1", 0.25)
-    log.log_report(report(entry("pvc-1", Verdict.STALE), outcomes=(removed,)), 1, "summary")
+    log_sweep(log, report(entry("pvc-1", Verdict.STALE), outcomes=(removed,)), 1, "summary")
     (got,) = sent.by_id(Event.REMOVED)
-    assert got == {"MESSAGE": "removed stale dm pvc-1", "MESSAGE_ID": Event.REMOVED.value,
+    assert got == {"MESSAGE": "removed stale dm pvc-1 (why; dmsetup exited 0)",
+                   "MESSAGE_ID": Event.REMOVED.value,
                    "PRIORITY": str(NOTICE), "SYSLOG_IDENTIFIER": "lhsweep",
                    "LHSWEEP_DEVICE": "pvc-1", "LHSWEEP_KIND": "dm", "LHSWEEP_RESULT": "removed",
                    "LHSWEEP_REASON": "dmsetup exited 0", "LHSWEEP_VOLUME": "pvc-1",
-                   "LHSWEEP_DURATION": "0.250"}
+                   "LHSWEEP_DURATION": "0.250", "LHSWEEP_VERDICT_REASON": "why"}
     (summary,) = sent.by_id(Event.SWEEP_SUMMARY)
     assert summary["MESSAGE"] == "summary" and summary["PRIORITY"] == str(INFO)
 
@@ -87,15 +102,15 @@ def test_busy_failed_stuck_and_unknown_runtime_are_loud_every_sweep() -> None:
     failed = ActionOutcome(Kind.NVME, "nvme-subsys3", ActionResult.FAILED, "nvme exited 1")
     stuck = ActionOutcome(Kind.DM, "pvc-s", ActionResult.FAILED, "abandoned", stuck=True)
     for n in (1, 2):
-        log.log_report(report(busy, outcomes=(failed, stuck)), n, f"sweep {n}")
+        log_sweep(log, report(busy, outcomes=(failed, stuck)), n, f"sweep {n}")
     assert [e["LHSWEEP_HOLDER"] for e in sent.by_id(Event.BUSY)] == ["pvc-b is mounted on /mnt/x"] * 2
     assert all(e["PRIORITY"] == str(WARNING) for e in sent.by_id(Event.BUSY))
     assert [e["LHSWEEP_DEVICE"] for e in sent.by_id(Event.FAILED)] == ["nvme-subsys3"] * 2
     assert [e["PRIORITY"] for e in sent.by_id(Event.STUCK)] == [str(ERR)] * 2
 
     unknown = RuntimeView(RuntimeState.UNKNOWN, "no CRI socket")
-    log.log_report(report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 3, "s")
-    log.log_report(report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 4, "s")
+    log_sweep(log, report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 3, "s")
+    log_sweep(log, report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 4, "s")
     assert [e["LHSWEEP_REASON"] for e in sent.by_id(Event.RUNTIME_UNKNOWN)] == ["no CRI socket"] * 2
 
 
@@ -105,13 +120,13 @@ def test_quiet_verdicts_are_logged_only_when_they_change() -> None:
     live = entry("pvc-l", Verdict.LIVE)
     foreign = entry("vg0-data", Verdict.FOREIGN)
     for n in (1, 2, 3):
-        log.log_report(report(live, foreign), n, f"sweep {n}")
+        log_sweep(log, report(live, foreign), n, f"sweep {n}")
     decisions = sent.by_id(Event.DECISION)
     assert [e["LHSWEEP_DEVICE"] for e in decisions] == ["pvc-l", "vg0-data"]
     summaries = sent.by_id(Event.SWEEP_SUMMARY)
     assert [s["MESSAGE"] for s in summaries] == ["sweep 1"]  # quiet sweeps summarise at debug
-    log.log_report(report(entry("pvc-l", Verdict.STALE)), 4, "sweep 4")
-    log.log_report(report(live), 5, "sweep 5")
+    log_sweep(log, report(entry("pvc-l", Verdict.STALE)), 4, "sweep 4")
+    log_sweep(log, report(live), 5, "sweep 5")
     assert [e["LHSWEEP_VERDICT"] for e in sent.by_id(Event.DECISION)][2:] == ["live"]
 
 
@@ -119,7 +134,7 @@ def test_verbose_journal_also_sends_debug_entries() -> None:
     sent = Recorder()
     log = DecisionLog(Journal(sent, verbose=True))
     for n in (1, 2):
-        log.log_report(report(entry("pvc-l", Verdict.LIVE)), n, f"sweep {n}")
+        log_sweep(log, report(entry("pvc-l", Verdict.LIVE)), n, f"sweep {n}")
     assert [e["PRIORITY"] for e in sent.by_id(Event.DECISION)] == [str(INFO), str(DEBUG)]
 
 
@@ -129,7 +144,7 @@ def test_stderr_form_is_one_readable_line_without_control_characters() -> None:
     journal.emit(WARNING, "dm pvc-1 is busy\nsecond", Event.BUSY, LHSWEEP_DEVICE="pvc-1",
                  LHSWEEP_REASON="mounted on /mnt/a b", LHSWEEP_VOLUME="")
     journal.emit(DEBUG, "not shown")
-    assert stream.getvalue() == ('lhsweep: warning: dm pvc-1 is busy second '
+    assert stream.getvalue() == ('lhsweep: warning: dm pvc-1 is busy\\nsecond '
                                  '[device=pvc-1 reason="mounted on /mnt/a b"]\n')
     assert stderr_line(ERR, "x", {}) == "lhsweep: error: x"
 
@@ -162,3 +177,21 @@ def test_catalog_explains_every_message_id(tmp_path: Path) -> None:
     busy = subprocess.run(["journalctl", f"--root={tmp_path}", "--dump-catalog", Event.BUSY.value],
                           check=True, capture_output=True, text=True).stdout
     assert "@LHSWEEP_HOLDER@" in busy and "findmnt" in busy
+
+
+def test_a_controller_used_only_by_foreign_devices_is_said_once_quietly() -> None:
+    sent = Recorder()
+    log = DecisionLog(Journal(sent, verbose=True))
+    used = entry(LONGHORN_NQN, Verdict.BUSY, "nvme1n1 is held by dm-4 (foreign)", kind=Kind.NVME,
+                 holders=("nvme1n1 is held by dm-4 (foreign)",))
+    leftover = entry("pvc-b", Verdict.BUSY, "open 1 time(s)", holders=("open 1 time(s)",))
+    for n in (1, 2, 3):
+        log_sweep(log, report(used, leftover), n, f"sweep {n}")
+    assert [e["LHSWEEP_DEVICE"] for e in sent.by_id(Event.BUSY)] == ["pvc-b"] * 3
+    said = [e for e in sent.by_id(Event.DECISION) if e["LHSWEEP_DEVICE"] == LONGHORN_NQN]
+    assert [e["PRIORITY"] for e in said] == [str(INFO), str(DEBUG), str(DEBUG)]
+    assert "not leftovers" in said[0]["MESSAGE"]
+    assert not is_busy_leftover(used) and is_busy_leftover(leftover)
+    mounted = entry(LONGHORN_NQN, Verdict.BUSY, "x", kind=Kind.NVME,
+                    holders=("nvme1n1 is mounted on /mnt", "nvme1n1 is held by dm-4 (foreign)"))
+    assert is_busy_leftover(mounted)

@@ -48,8 +48,10 @@ def _samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def test_metrics_file_counts_entries_removals_and_ages(tmp_path: Path) -> None:
     metrics = Metrics()
     path = tmp_path / "lhsweep.prom"
-    metrics.observe(_report(), stuck_now=0, now=1000.0)
-    metrics.observe(_report(), stuck_now=2, now=1060.0)
+    for now, stuck in ((1000.0, 0), (1060.0, 2)):
+        moved = [metrics.count_outcome(o) for o in _report().outcomes]  # as each one happens
+        metrics.observe(_report(), stuck_now=stuck, now=now)
+    assert moved == [o.result.value != "skipped" for o in _report().outcomes]
     assert metrics.write(str(path))
     got = _samples(path)
     assert got[("lhsweep_entries", (("kind", "dm"), ("verdict", "stale")))] == 1

@@ -198,7 +198,7 @@ def test_unit_runs_the_daemon_as_a_notify_service_with_a_watchdog() -> None:
     assert unit["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert re.fullmatch(r"\d+s", unit["Service.WatchdogSec"][0])
     assert unit["Service.Restart"] == ["on-failure"]
-    assert unit["Service.RestartPreventExitStatus"] == ["78"]
+    assert unit["Service.RestartPreventExitStatus"] == ["77 78"]
     after = " ".join(unit["Unit.After"]).split()
     assert {"local-fs.target", "systemd-udevd.service"} <= set(after)
     assert unit["Unit.Before"] == ["kubelet.service"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lhsweep.errors import LhsweepError
+from lhsweep.errors import LhsweepError, StateError
 from lhsweep.model import (
     ActionOutcome,
     ActionResult,
@@ -99,3 +100,40 @@ def test_status_for_people_names_what_needs_attention() -> None:
 def test_status_as_json_is_the_state() -> None:
     state = build_state(_report(), sweep_number=1, triggers=("boot",), status="s", stuck=())
     assert json.loads(render_status(state, as_json=True)) == json.loads(json.dumps(state))
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    (lambda s: s.update(written_at=1e300), "written_at is not a Unix time"),
+    (lambda s: s.update(written_at="yesterday"), "written_at is not a Unix time"),
+    (lambda s: s.update(sweep_number=None), "sweep_number is not an integer"),
+    (lambda s: s.update(triggers="boot"), "triggers is not a list"),
+    (lambda s: s.update(triggers=[1]), "triggers[0] is not a string"),
+    (lambda s: s["report"].update(duration_s="fast"), "report.duration_s is not a number"),
+    (lambda s: s["report"].update(entries=[{"kind": "dm"}]), "report.entries[0].name is missing"),
+    (lambda s: s["report"]["actions"][0].update(detail=None), "report.actions[0].detail is not a string"),
+    (lambda s: s["report"].update(runtime=[]), "report.runtime is not an object"),
+    (lambda s: s["stuck"].append({"argv": ["x"], "pid": 1, "since": float("inf")}), "stuck[0].since"),
+    (lambda s: s["stuck"].append({"argv": ["x"], "pid": True, "since": 0}), "stuck[0].pid"),
+    (lambda s: s.update(counts={"removed": "2"}), "counts.removed is not an integer"),
+    (lambda s: s.pop("report"), "report is missing"),
+])
+def test_wrongly_typed_state_fields_are_one_line_errors(tmp_path: Path, change: Any,
+                                                        where: str) -> None:
+    state = json.loads(json.dumps(build_state(_report(), sweep_number=1, triggers=("boot",),
+                                              status="s", stuck=())))
+    change(state)
+    (tmp_path / STATE_FILE).write_text(json.dumps(state))
+    with pytest.raises(StateError) as err:
+        read_state(str(tmp_path))
+    assert str(err.value).startswith(f"{tmp_path / STATE_FILE}: not a valid state file: {where}")
+
+
+def test_status_escapes_what_it_prints() -> None:
+    report = _report()
+    entries = (Entry(Kind.NODE, "pvc-\nbusy: dm forged", Verdict.BUSY, "\x1b[2Jmounted\u202e",
+                     Identity("x")),)
+    state = build_state(SweepReport(report.runtime, Plan(entries)), sweep_number=1,
+                        triggers=("boot\r",), status="s\x07", stuck=())
+    text = render_status(state, as_json=False)
+    assert all(line.isprintable() for line in text.splitlines())
+    assert "  busy: node pvc-\\nbusy: dm forged (\\x1b[2Jmounted\\u202e)" in text

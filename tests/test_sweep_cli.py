@@ -222,6 +222,9 @@ def test_scan_prints_an_aligned_table_for_people(rig: Rig) -> None:
 
 def test_usage_and_config_errors_have_their_exit_codes(rig: Rig) -> None:
     assert rig.lhsweep("scan", "--bogus").returncode == 2
+    bogus = subprocess.run([sys.executable, "-m", "lhsweep", "--bogus"], capture_output=True,
+                           text=True, timeout=60, cwd=REPO, check=False)
+    assert bogus.returncode == 2 and "unrecognized arguments: --bogus" in bogus.stderr
     rig.config.write_text("[sweep]\ngrace_period = -1\n")
     bad = rig.lhsweep("scan")
     assert bad.returncode == 78
@@ -276,3 +279,72 @@ def test_longhorn_locks_are_taken_below_the_root_through_its_absolute_var_run_li
     assert os.path.isfile(rig.tree.p("/run/longhorn/spdk-pvc-rootlock.lock"))
     assert os.path.isfile(rig.tree.p("/run/longhorn-spdk.lock"))
     assert not os.path.exists("/run/longhorn/spdk-pvc-rootlock.lock")
+
+
+def test_global_options_are_taken_after_the_command_too(rig: Rig) -> None:
+    rig.tree.add_dangling_node("pvc-after", "253:91")
+    argv = [sys.executable, "-m", "lhsweep", "scan", "--json", "--host-root", rig.tree.root,
+            "--config", str(rig.config), "--log-target", "stderr"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    assert verdicts(json.loads(done.stdout))[("node", "pvc-after")] == "stale"
+
+
+def test_names_with_control_characters_cannot_forge_table_rows(rig: Rig) -> None:
+    forged = "pvc-x\nnode  pvc-fake  live  \x1b[31mred\u202e\x07\r"
+    rig.tree.add_dangling_node(forged, "253:92")
+    done = rig.lhsweep("scan")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout and "\u202e" not in done.stdout and "\x07" not in done.stdout
+    assert "\r" not in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("node")]
+    assert rows == [next(r for r in rows if "pvc-x\\nnode  pvc-fake" in r)]
+    assert "\\x1b[31mred\\u202e\\x07\\r" in rows[0]
+
+
+@pytest.mark.parametrize("breakage", ["file", "unreadable-mounts"])
+def test_a_host_that_could_not_be_read_exits_1(rig: Rig, breakage: str) -> None:
+    if breakage == "file":
+        os.rmdir(rig.tree.p("/dev/longhorn"))
+        rig.tree.write("/dev/longhorn", "")
+    else:
+        for path in ("/proc/1/mountinfo", "/proc/self/mountinfo"):
+            if os.path.exists(rig.tree.p(path)):
+                os.unlink(rig.tree.p(path))
+    scanned, swept = rig.lhsweep("scan"), rig.lhsweep("sweep")
+    assert (scanned.returncode, swept.returncode) == (1, 1), scanned.stdout
+    assert "problem: " in scanned.stdout and "problem: " in swept.stdout
+
+
+@pytest.mark.parametrize("breakage", ["under-a-file", "read-only"])
+def test_an_unusable_state_dir_is_one_line_and_exit_73(rig: Rig, tmp_path: Path,
+                                                        breakage: str) -> None:
+    (tmp_path / "plain").write_text("")
+    state_dir = tmp_path / "plain" / "state"
+    if breakage == "read-only":
+        state_dir = tmp_path / "ro" / "state"
+        (tmp_path / "ro").mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(tmp_path / "ro")],
+                          check=False).returncode != 0:
+            pytest.skip("cannot mount a read-only tmpfs here")
+    rig.config.write_text(rig.config.read_text().replace(str(rig.state_dir), str(state_dir)))
+    try:
+        done = rig.lhsweep("sweep")
+    finally:
+        if breakage == "read-only":
+            subprocess.run(["umount", str(tmp_path / "ro")], check=True)
+    assert done.returncode == 73, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"lhsweep: state.dir {state_dir}: cannot create {state_dir}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root with setpriv")
+def test_non_root_is_told_which_privilege_is_missing() -> None:
+    # Defaults: state.dir /run/lhsweep, which only root may create or write in.
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+            "lhsweep", "--config", "/nonexistent/lhsweep.toml", "sweep"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    assert done.returncode == 77, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("lhsweep: missing privilege: ")
+    assert "as root" in done.stderr and "CAP_SYS_ADMIN" in done.stderr

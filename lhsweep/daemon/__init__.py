@@ -1,9 +1,10 @@
 """`lhsweep daemon`: the long-running host service (boot sweep, triggers, notify, journal, metrics).
 
-READY=1 is sent after the first sweep attempt whatever it learnt: when the container runtime
-is not up yet at boot (it often starts after this unit), waiting for it would hold up boot
-until systemd's start timeout killed us. The STATUS line then says the runtime is unknown and
-when the next attempt is; nothing is removed until a sweep has a known runtime.
+READY=1 is sent once the boot sweep has made its plan (or ended without one), whatever it
+learnt: when the container runtime is not up yet at boot (it often starts after this unit),
+waiting for it would hold up boot until systemd's start timeout killed us, and so would waiting
+for removals stuck in the kernel. The STATUS line then says the runtime is unknown and when the
+next attempt is; nothing is removed until a sweep has a known runtime.
 """
 
 from __future__ import annotations
@@ -17,19 +18,23 @@ from lhsweep.daemon.loop import Daemon, Parts
 from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.uevents import UeventWatcher
 from lhsweep.daemon.worker import SweepFn, TrackedRunner
-from lhsweep.errors import ConfigError
+from lhsweep.errors import ConfigError, LockBusyError, PrivilegeError, StateError
 from lhsweep.journal import open_journal
 from lhsweep.model import SweepReport
+from lhsweep.progress import Progress
 
 EXIT_OK = 0
 EXIT_USAGE = 64
+EXIT_STATE = 73  # EX_CANTCREAT: state.dir cannot be used
+EXIT_NOPERM = 77  # EX_NOPERM: not root
 EXIT_CONFIG = 78  # EX_CONFIG; systemd's RestartPreventExitStatus= can name it
 
 __all__ = ["EXIT_CONFIG", "Daemon", "Parts", "default_parts", "run"]
 
 
-def default_sweeper(host_root: str, runner: TrackedRunner) -> SweepFn:
-    """The real sweep (inventory, CRI, plan, act) on `host_root`, sharing the daemon's runner."""
+def default_sweeper(host_root: str, runner: TrackedRunner, progress: Progress) -> SweepFn:
+    """The real sweep (inventory, CRI, plan, act) on `host_root`, sharing the daemon's runner,
+    telling `progress` of its plan and of each outcome as they come."""
     from lhsweep.cri.view import query_runtime  # noqa: PLC0415 (grpc only when sweeping)
     from lhsweep.host import HostRoot  # noqa: PLC0415
     from lhsweep.sweep import run_sweep  # noqa: PLC0415
@@ -38,9 +43,21 @@ def default_sweeper(host_root: str, runner: TrackedRunner) -> SweepFn:
 
     def sweep(config: Config) -> SweepReport:
         return run_sweep(config, host, dry_run=config.sweep_dry_run, runner=runner,
-                         query=query_runtime, should_stop=lambda: runner.stopping)
+                         query=query_runtime, should_stop=lambda: runner.stopping,
+                         progress=progress)
 
     return sweep
+
+
+def check_state_dir(state_dir: str) -> None:
+    """Fail at start, once, when the sweep lock cannot be made (not root, read-only...)."""
+    from lhsweep.sweep import sweep_lock  # noqa: PLC0415
+
+    try:
+        with sweep_lock(state_dir):
+            return
+    except LockBusyError:
+        return  # a one-shot sweep runs: the directory is usable
 
 
 def default_cri_watcher(config: Config, host_root: str) -> CriWatcher:
@@ -67,6 +84,14 @@ def run(config_path: str, host_root: str, log_target: str, verbose: bool = False
     except ConfigError as exc:
         print(f"lhsweep: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        check_state_dir(config.state_dir)
+    except PrivilegeError as exc:
+        print(f"lhsweep: missing privilege: {exc}", file=sys.stderr)
+        return EXIT_NOPERM
+    except StateError as exc:
+        print(f"lhsweep: {exc}", file=sys.stderr)
+        return EXIT_STATE
     try:
         parts = default_parts(log_target, verbose, host_root)
     except ValueError as exc:

@@ -15,10 +15,11 @@ from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.report import Reporter
 from lhsweep.daemon.timers import Backoff, Debouncer
 from lhsweep.daemon.wakeup import WakePipe
-from lhsweep.daemon.worker import SweepFn, SweepResult, SweepWorker, TrackedRunner
+from lhsweep.daemon.worker import ProgressPipe, SweepFn, SweepResult, SweepWorker, TrackedRunner
 from lhsweep.errors import ConfigError
-from lhsweep.journal import ERR, INFO, NOTICE, WARNING, Event, Journal
-from lhsweep.model import RuntimeState
+from lhsweep.journal import ERR, INFO, NOTICE, WARNING, Event, Journal, is_busy_leftover
+from lhsweep.model import RuntimeState, SweepReport
+from lhsweep.progress import Progress
 from lhsweep.tools import KILL_GRACE_S
 
 # Bound on waiting for the running sweep at SIGTERM (systemd's stop timeout is 90 s by default).
@@ -47,7 +48,7 @@ class Source(Protocol):
 class Parts:
     """How the daemon builds its pieces; tests swap in their own."""
 
-    sweeper: Callable[[str, TrackedRunner], SweepFn]
+    sweeper: Callable[[str, TrackedRunner, Progress], SweepFn]
     pod_watcher: Callable[[str], Source]
     uevents: Callable[[], Source]
     cri_watcher: Callable[[Config], CriWatcher]
@@ -56,7 +57,12 @@ class Parts:
 
 
 class Daemon:
-    """Boot sweep, READY, then sweeps on triggers until SIGTERM/SIGINT."""
+    """Boot sweep, READY once its plan is made, then sweeps on triggers until SIGTERM/SIGINT.
+
+    READY=1 does not wait for the boot sweep's removals: each is bounded by sweep.action_timeout,
+    but a few stuck ones in a row would outlast systemd's start timeout and hold up kubelet,
+    which is ordered after this unit. They go on in the worker, journaled one by one.
+    """
 
     def __init__(self, config_path: str, host_root: str, config: Config, parts: Parts) -> None:
         self.config_path = config_path
@@ -66,7 +72,8 @@ class Daemon:
         self.journal = parts.journal
         self.notifier = parts.notifier
         self.runner = TrackedRunner(config.sweep_action_timeout)
-        self.worker = SweepWorker(parts.sweeper(host_root, self.runner))
+        self.progress = ProgressPipe()
+        self.worker = SweepWorker(parts.sweeper(host_root, self.runner, self.progress))
         self.reporter = Reporter(self.journal, self.runner)
         self.selector = selectors.DefaultSelector()
         self.signals = WakePipe()
@@ -76,6 +83,7 @@ class Daemon:
         self._source_errors: dict[str, str] = {}
         self.resync_at = 0.0
         self.retry_at: Optional[float] = None
+        self.busy_recheck_at: Optional[float] = None
         self.watchdog_at: Optional[float] = None
         self.ready = False
         self.stopping = False
@@ -86,6 +94,7 @@ class Daemon:
         """Serve until asked to stop; the exit code."""
         self._install_signals()
         self.selector.register(self.signals, selectors.EVENT_READ, self._on_signals)
+        self.selector.register(self.progress, selectors.EVENT_READ, self._on_progress)
         self.selector.register(self.worker, selectors.EVENT_READ, self._on_sweep_done)
         self._open_sources()
         self.journal.emit(INFO, f"lhsweep daemon started (config {self.config_path}, "
@@ -185,8 +194,8 @@ class Daemon:
 
     def _timeout(self, now: float) -> float:
         deadlines = [self.resync_at]
-        deadlines += [d for d in (self.debounce.deadline, self.retry_at, self.watchdog_at)
-                      if d is not None]
+        deadlines += [d for d in (self.debounce.deadline, self.retry_at, self.watchdog_at,
+                                  self.busy_recheck_at) if d is not None]
         if self.worker.busy and self.debounce.deadline is not None:
             deadlines.remove(self.debounce.deadline)  # waits for the sweep's end, not a timer
         return max(0.0, min(deadlines) - now)
@@ -197,6 +206,9 @@ class Daemon:
         if self.retry_at is not None and now >= self.retry_at:
             self.retry_at = None
             self._trigger("retry")
+        if self.busy_recheck_at is not None and now >= self.busy_recheck_at:
+            self.busy_recheck_at = None
+            self._trigger("busy-recheck")
         if now >= self.resync_at:
             self.resync_at = now + self.config.daemon_resync_interval
             self._open_sources()
@@ -229,10 +241,27 @@ class Daemon:
         self.runner.last_progress = time.monotonic()
         self.worker.submit(self.config, triggers)
 
+    def _on_progress(self) -> None:
+        """Journal and count what the running sweep did so far; READY once the boot plan is made."""
+        for step in self.progress.drain():
+            if isinstance(step, SweepReport):
+                self.reporter.planned(step)
+                # Without removals the sweep ends at once: READY then carries its summary.
+                if not self.ready and step.plan.removals:
+                    self._become_ready(f"boot sweep planned: {len(step.plan.removals)} removal(s) "
+                                       "under way")
+            else:
+                self.reporter.acted(self.config, *step)
+
+    def _become_ready(self, status: str) -> None:
+        self.ready = True
+        self.notifier.ready(status)
+
     def _on_sweep_done(self) -> None:
         result = self.worker.collect()
         if result is None:
             return
+        self._on_progress()  # the last steps may not have been read yet
         now = time.monotonic()
         self.resync_at = now + self.config.daemon_resync_interval
         if result.report is not None and result.report.plan.recheck_at_ns is not None:
@@ -240,15 +269,20 @@ class Daemon:
             grace_left = result.report.plan.recheck_at_ns / 1e9 - time.time()
             self.resync_at = min(self.resync_at, now + max(grace_left, 0.0) + GRACE_SLACK_S)
         self._schedule_retry(result, now)
+        self._schedule_busy_recheck(result.report, now)
         self.reporter.sweep_done(self.config, result, retry_in=self._retry_in(now))
         cri = self.sources["cri"]
         if result.report is not None and isinstance(cri, CriWatcher):
             cri.observed(result.report.runtime)
         if not self.ready:
-            self.ready = True
-            self.notifier.ready(self.reporter.status)
+            self._become_ready(self.reporter.status)
         else:
             self.notifier.status(self.reporter.status)
+
+    def _schedule_busy_recheck(self, report: Optional[SweepReport], now: float) -> None:
+        """While busy Longhorn leftovers remain, look again soon: freeing one makes no uevent."""
+        busy = report is not None and any(is_busy_leftover(e) for e in report.plan.entries)
+        self.busy_recheck_at = now + self.config.daemon_busy_recheck_interval if busy else None
 
     def _schedule_retry(self, result: SweepResult, now: float) -> None:
         """Retry with backoff after a sweep that could not learn the runtime or did not run."""

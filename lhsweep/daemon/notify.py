@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Callable, Optional, Protocol
 
-from lhsweep.journal import one_line
+from lhsweep.render import printable
 
 
 class NotifySocket(Protocol):
@@ -55,11 +55,11 @@ class Notifier:
 
     def ready(self, status: str) -> None:
         """READY=1 with a STATUS line."""
-        self._send("READY=1", f"STATUS={one_line(status)}")
+        self._send("READY=1", f"STATUS={printable(status)}")
 
     def status(self, status: str) -> None:
         """A new STATUS line."""
-        self._send(f"STATUS={one_line(status)}")
+        self._send(f"STATUS={printable(status)}")
 
     def reloading(self) -> None:
         """RELOADING=1 while a SIGHUP is handled (READY=1 ends it)."""
@@ -69,7 +69,7 @@ class Notifier:
 
     def stopping(self, status: str) -> None:
         """STOPPING=1 with a STATUS line."""
-        self._send("STOPPING=1", f"STATUS={one_line(status)}")
+        self._send("STOPPING=1", f"STATUS={printable(status)}")
 
     def watchdog(self) -> None:
         """One WATCHDOG=1 ping."""

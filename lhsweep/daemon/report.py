@@ -8,9 +8,9 @@ from typing import Optional
 from lhsweep.config import Config
 from lhsweep.daemon.worker import SweepResult
 from lhsweep.errors import LockBusyError
-from lhsweep.journal import ERR, INFO, NOTICE, WARNING, DecisionLog, Event, Journal
+from lhsweep.journal import DEBUG, ERR, INFO, NOTICE, WARNING, DecisionLog, Event, Journal
 from lhsweep.metrics import Metrics
-from lhsweep.model import RuntimeState
+from lhsweep.model import ActionOutcome, Entry, RuntimeState, SweepReport
 from lhsweep.state import build_state, summary_line, write_state
 from lhsweep.tools import StuckProcess, ToolRunner
 
@@ -26,6 +26,19 @@ class Reporter:
         self.sweep_number = 0
         self.status = "starting: boot sweep running"
         self._warned: dict[str, str] = {}
+        self._dry_run = False
+        self._last_failure = ""
+
+    def planned(self, report: SweepReport) -> None:
+        """A running sweep made its plan: log its decisions before any action starts."""
+        self._dry_run = report.dry_run
+        self.decisions.log_plan(report)
+
+    def acted(self, config: Config, entry: Entry, outcome: ActionOutcome) -> None:
+        """Journal and count one outcome as it happens, so that a kill loses no record of it."""
+        self.decisions.log_outcome(entry, outcome, self._dry_run)
+        if self.metrics.count_outcome(outcome):
+            self._write_metrics(config)
 
     def sweep_done(self, config: Config, result: SweepResult, retry_in: Optional[float] = None,
                    stopping: bool = False) -> None:
@@ -41,7 +54,8 @@ class Reporter:
         if report.runtime.state is RuntimeState.UNKNOWN and retry_in is not None and not stopping:
             status += f"; retrying in {retry_in:.0f}s, nothing removed meanwhile"
         self.status = status
-        self.decisions.log_report(report, self.sweep_number, status)
+        self.decisions.log_summary(report, self.sweep_number, status)
+        self._last_failure = ""
         self.metrics.observe(report, len(stuck), time.time())
         self._write_metrics(config)
         state = build_state(report, sweep_number=self.sweep_number, triggers=result.triggers,
@@ -61,7 +75,11 @@ class Reporter:
         else:
             what = f"{type(error).__name__}: {error}"
             self.status = f"sweep {self.sweep_number} failed: {what}{retry}"
-            self.journal.emit(ERR, self.status, Event.SWEEP_SUMMARY, LHSWEEP_REASON=what)
+            # The same failure again (it is retried with backoff) is not news.
+            again = what == self._last_failure
+            self.journal.emit(DEBUG if again else ERR, self.status, Event.SWEEP_SUMMARY,
+                              LHSWEEP_REASON=what)
+            self._last_failure = what
         self.metrics.observe_error(len(stuck))
         self._write_metrics(config)
 

@@ -10,7 +10,8 @@ from typing import Any, Callable, Optional, Union
 
 from lhsweep.config import Config
 from lhsweep.daemon.wakeup import WakePipe
-from lhsweep.model import SweepReport
+from lhsweep.model import ActionOutcome, Entry, SweepReport
+from lhsweep.progress import Progress
 from lhsweep.tools import ToolResult, ToolRunner
 
 SweepFn = Callable[[Config], SweepReport]
@@ -93,6 +94,39 @@ class SweepWorker:
                 error = exc
             self._results.put(SweepResult(report, error, job.triggers, started, time.monotonic()))
             self._pipe.poke()
+
+
+Step = Union[SweepReport, tuple[Entry, ActionOutcome]]
+
+
+class ProgressPipe(Progress):
+    """Hands a running sweep's steps to the main loop as they happen; readable when one waits."""
+
+    def __init__(self) -> None:
+        self._steps: queue.SimpleQueue[Step] = queue.SimpleQueue()
+        self._pipe = WakePipe()
+
+    def fileno(self) -> int:
+        """Readable when a step waits."""
+        return self._pipe.fileno()
+
+    def planned(self, report: SweepReport) -> None:
+        """Called in the worker: the plan is made."""
+        self._steps.put(report)
+        self._pipe.poke()
+
+    def acted(self, entry: Entry, outcome: ActionOutcome) -> None:
+        """Called in the worker: one action ended."""
+        self._steps.put((entry, outcome))
+        self._pipe.poke()
+
+    def drain(self) -> list[Step]:
+        """The steps reported since the last drain, oldest first."""
+        self._pipe.drain()
+        steps = []
+        while not self._steps.empty():
+            steps.append(self._steps.get_nowait())
+        return steps
 
 
 class TrackedRunner(ToolRunner):

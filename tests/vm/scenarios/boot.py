@@ -1,9 +1,10 @@
-"""Guest scenario (needs the .deb): leftovers present when lhsweep starts are gone before READY=1.
+"""Guest scenario (needs the .deb): leftovers present when lhsweep starts are removed by the boot sweep.
 
 An instance-manager crashes with two volumes attached while lhsweep is stopped: one whose
 controller has vanished (ctrl_loss_tmo passed) and one, with a v1.12 `volume-<vol>` NQN and
 Longhorn's 30 s ctrl_loss_tmo, whose controller is still reconnecting. `systemctl start` returns
-at READY=1 (Type=notify), so the devices must already be gone when it returns.
+at READY=1 (Type=notify), once the boot sweep's plan is made; the devices are gone when that
+sweep ends (see start_bound.py for why READY does not wait for the removals).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def main() -> None:
     check({gone.name, connecting.name} <= set(before["dm"]), "the leftovers were not made")
     check(connecting.nqn in before["nvme"], "the reconnecting controller is already gone")
     since = service.mark()
-    service.start()
-    after = snapshot()  # READY=1 has been sent: the boot sweep is over
+    service.start()  # returns once READY=1 was sent and the boot sweep has ended
+    after = snapshot()
     facts["after"] = after
     facts["active_enter_monotonic_us"] = int(service.show("ActiveEnterTimestampMonotonic"))
     facts["removed"] = [
@@ -44,8 +45,8 @@ def main() -> None:
     sh("udevadm", "settle", "--timeout=30", check=False, timeout=60)
     facts["mapper_after"] = sorted(os.listdir("/dev/mapper"))
     for name in (gone.name, connecting.name):
-        check(name not in after["dm"] and name not in after["longhorn"], f"{name} left after READY=1")
-    check(connecting.nqn not in after["nvme"], "the reconnecting controller left after READY=1")
+        check(name not in after["dm"] and name not in after["longhorn"], f"{name} left after the boot sweep")
+    check(connecting.nqn not in after["nvme"], "the reconnecting controller left after the boot sweep")
 
 
 if __name__ == "__main__":

@@ -93,12 +93,23 @@ def fields_of(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k.startswith(("LHSWEEP_", "MESSAGE")) or k == "PRIORITY"}
 
 
-def start(timeout: float = 180.0) -> None:
-    """systemctl start lhsweep (Type=notify: returns once READY=1, i.e. after the boot sweep)."""
+def start(timeout: float = 180.0, boot_sweep: bool = True) -> None:
+    """systemctl start lhsweep (Type=notify: returns at READY=1, once the boot sweep's plan is made);
+    with `boot_sweep`, then wait until that sweep has ended too."""
     done = run("systemctl", "start", UNIT, timeout=timeout)
     if done.returncode != 0:
         log = run("journalctl", "-u", UNIT, "-n", "12", "-o", "cat", "--no-pager").stdout
         raise CommandFailed(f"systemctl start {UNIT}: exit {done.returncode}; its journal ends:\n{log}")
+    if boot_sweep:
+        wait_boot_sweep(timeout)
+
+
+def wait_boot_sweep(timeout: float = 180.0) -> dict[str, Any]:
+    """Wait until the running daemon (MainPID) has written the state of its first sweep."""
+    pid = int(show("MainPID"))
+    return wait_for(f"the boot sweep of lhsweep pid {pid}",
+                    lambda: last_sweep() if last_sweep().get("pid") == pid else None,
+                    timeout=timeout)
 
 
 def stop() -> None:
