@@ -1,0 +1,226 @@
+"""Safety checks pinned one at a time: each test's fixture differs from an owned, idle, unchanged
+Longhorn leftover in exactly one fact, so deleting the one check that looks at it fails the test.
+
+Host trees (tests/hosttree.py) with the fake dmsetup; the act tests change the tree between
+make_plan and Actor.execute, as a new instance-manager or udev would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lhsweep.act import Actor
+from lhsweep.config import Config
+from lhsweep.host import HostRoot
+from lhsweep.inventory import IoctlDmControl, read_inventory
+from lhsweep.model import ActionOutcome, Entry, Kind, Plan, Verdict
+from lhsweep.plan import make_plan
+from lhsweep.tools import ToolRunner
+from tests.hosttree import LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
+from tests.inventories import runtime_with
+from tests.test_inventory_dmioctl import kernel_of
+
+NOW = 1_800_000_000.0
+# No grace period: the tree's nodes were made a moment ago, yet count as old leftovers.
+CONFIG = Config(sweep_grace_period=0.0)
+OTHER_VENDOR_NQN = "nqn.2014-08.org.nvmexpress:uuid:5f1c-other-vendor"
+HALF = VOLUME_SECTORS // 2
+CONTROL = "/.fake/dm-control"  # a plain file: the simulated kernel answers the ioctls
+
+
+class LiveKernel:
+    """The dm ioctl answered in-process from the tree's dm devices as they are at each call."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.failing = False
+
+    def __call__(self, fd: int, request: int, buf: bytearray, mutate: bool) -> int:
+        if self.failing:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        # Re-read from disk: the fake dmsetup (which removes devices) changes the tree behind us.
+        return kernel_of(HostTree(self.root))(fd, request, buf, mutate)
+
+
+class PinTree(HostTree):
+    """A host tree with its simulated dm ioctl."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.kernel = LiveKernel(root)
+        Path(self.p(CONTROL)).write_bytes(b"")
+
+    def dm_control(self) -> IoctlDmControl:
+        """lhsweep's in-process dm control over the tree's simulated kernel."""
+        return IoctlDmControl(self.p(CONTROL), self.kernel)
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PinTree]:
+    yield PinTree(fake_host(str(tmp_path / "host"), monkeypatch).root)
+
+
+def plan_of(tree: PinTree, config: Config = CONFIG) -> Plan:
+    """The plan of the tree with a runtime that answered: no instance-manager runs."""
+    inventory = read_inventory(HostRoot(tree.root), tree.dm_control())
+    assert inventory.problems == ()
+    return make_plan(inventory, runtime_with(), config, NOW)
+
+
+def verdict(plan: Plan, kind: Kind, name: str) -> Entry:
+    """The entry of `kind` called `name`."""
+    return next(e for e in plan.entries if e.kind is kind and e.name == name)
+
+
+def execute(tree: PinTree, plan: Plan) -> dict[tuple[Kind, str], ActionOutcome]:
+    """Carry out the plan on the tree; outcomes by (kind, name)."""
+    actor = Actor(HostRoot(tree.root), ToolRunner(5), tree.dm_control())
+    return {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
+
+
+def removed_dm(tree: PinTree) -> list[str]:
+    """The dm devices the fake dmsetup was asked to remove."""
+    path = Path(tree.p("/.fake/calls.log"))
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [line for line in lines if '"remove"' in line]
+
+
+def longhorn_namespace(tree: PinTree, volume: str) -> str:
+    """Connect a Longhorn subsystem for `volume`; its namespace head's 'M:m'."""
+    return tree.connect(f"{LONGHORN_PREFIX}volume-{volume}")[3]
+
+
+def test_the_control_fixture_is_stale_so_each_pin_below_differs_in_one_fact(tree: PinTree) -> None:
+    """A uuid-less single linear device over a Longhorn namespace, with its node: owned and stale."""
+    tree.add_longhorn_volume("pvc-ok")
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.DM, "pvc-ok").verdict is Verdict.STALE
+    assert verdict(plan, Kind.NODE, "pvc-ok").verdict is Verdict.STALE
+
+
+# ---------------------------------------------------------------- rule 1: ownership (plan)
+
+
+def test_two_linear_segments_over_a_longhorn_namespace_are_foreign(tree: PinTree) -> None:
+    """One linear segment: a uuid-less device of two linear segments on a Longhorn head is not Longhorn's."""
+    head = longhorn_namespace(tree, "pvc-two")
+    tree.add_dm("pvc-two", [(0, HALF, "linear", f"{head} 0"), (HALF, HALF, "linear", f"{head} {HALF}")])
+    tree.add_node("pvc-two", tree.dm("pvc-two")["dev"])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-two")
+    assert dm.verdict is Verdict.FOREIGN and "not one linear segment" in dm.reason
+    assert verdict(plan, Kind.NODE, "pvc-two").verdict is Verdict.FOREIGN
+
+
+def test_plain_dm_crypt_without_uuid_over_a_longhorn_namespace_is_foreign(tree: PinTree) -> None:
+    """The target type: a uuid-less single crypt segment (plain dm-crypt) on a Longhorn head."""
+    head = longhorn_namespace(tree, "pvc-plain")
+    tree.add_dm("pvc-plain", [(0, VOLUME_SECTORS, "crypt", crypt_params(head))])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-plain")
+    assert dm.verdict is Verdict.FOREIGN and "not one linear segment" in dm.reason
+
+
+def test_a_single_linear_device_with_an_lvm_uuid_over_a_longhorn_namespace_is_foreign(
+        tree: PinTree) -> None:
+    """The dm uuid: LVM put straight on a raw Longhorn namespace is the user's, not Longhorn's."""
+    head = longhorn_namespace(tree, "pvc-lvm")
+    tree.add_dm("pvc-lvm", [(0, VOLUME_SECTORS, "linear", f"{head} 0")],
+                uuid=f"LVM-{'A1b2C3d4' * 4}{'E5f6G7h8' * 4}")
+    tree.add_node("pvc-lvm", tree.dm("pvc-lvm")["dev"])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-lvm")
+    assert dm.verdict is Verdict.FOREIGN and "has a dm uuid" in dm.reason
+    assert verdict(plan, Kind.NODE, "pvc-lvm").verdict is Verdict.FOREIGN
+
+
+def test_a_linear_device_over_another_vendors_nvme_of_namespace_is_foreign(tree: PinTree) -> None:
+    """The Longhorn NQN: Longhorn's shape over a namespace of another NVMe-oF subsystem is not owned."""
+    head = tree.connect(OTHER_VENDOR_NQN)[3]
+    tree.add_dm("pvc-vendor", [(0, VOLUME_SECTORS, "linear", f"{head} 0")])
+    tree.add_node("pvc-vendor", tree.dm("pvc-vendor")["dev"])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-vendor")
+    assert dm.verdict is Verdict.FOREIGN and "non-Longhorn subsystem" in dm.reason
+    assert verdict(plan, Kind.NVME, OTHER_VENDOR_NQN).verdict is Verdict.FOREIGN
+    assert plan.removals == ()
+
+
+# ---------------------------------------------------------------- rule 5: re-check (act)
+
+
+def test_a_table_reloaded_between_plan_and_act_keeps_the_device(tree: PinTree) -> None:
+    """The table fingerprint: a new instance-manager reloaded the leftover onto its own namespace.
+
+    Same name, same device number, still idle: only the table tells it changed.
+    """
+    tree.add_longhorn_volume("pvc-reload", with_node=False)
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.DM, "pvc-reload").verdict is Verdict.STALE
+    new_head = tree.connect(f"{LONGHORN_PREFIX}volume-pvc-reload-2")[3]
+    tree.set_dm("pvc-reload", targets=[[0, VOLUME_SECTORS, "linear", f"{new_head} 0"]])
+    outcome = execute(tree, plan)[(Kind.DM, "pvc-reload")]
+    assert outcome.result.value == "skipped" and "table changed" in outcome.detail
+    assert removed_dm(tree) == []
+    assert "pvc-reload" in tree.state["devices"]
+
+
+def stale_node_plan(tree: PinTree, name: str) -> Plan:
+    """A dangling /dev/longhorn node (its dm device gone): a stale node entry on its own."""
+    _, dev = tree.add_dm(f"{name}-tmp", [(0, VOLUME_SECTORS, "linear", "7:99 0")])
+    tree.add_node(name, dev)
+    tree.remove_dm(f"{name}-tmp")
+    plan = plan_of(tree)
+    node = verdict(plan, Kind.NODE, name)
+    assert node.verdict is Verdict.STALE and node.after == ()
+    return plan
+
+
+def test_a_node_recreated_between_plan_and_act_with_the_same_number_stays(tree: PinTree) -> None:
+    """The inode: the node was re-made (same b M:m, new inode) after planning; it is not unlinked."""
+    plan = stale_node_plan(tree, "pvc-node")
+    node_path = tree.p("/dev/longhorn/pvc-node")
+    rdev = os.stat(node_path).st_rdev
+    # Made beside the old one, then renamed over it: the new inode cannot reuse the old number.
+    os.mknod(node_path + ".new", 0o660 | 0o060000, rdev)
+    os.rename(node_path + ".new", node_path)
+    new_inode = os.stat(node_path).st_ino
+    assert new_inode != verdict(plan, Kind.NODE, "pvc-node").identity.inode
+    outcome = execute(tree, plan)[(Kind.NODE, "pvc-node")]
+    assert outcome.result.value == "skipped" and "replaced since" in outcome.detail
+    assert os.stat(node_path).st_ino == new_inode
+
+
+def test_a_node_whose_inode_number_was_reused_for_another_device_stays(tree: PinTree) -> None:
+    """The device number: the planned inode number now belongs to a node of another device.
+
+    A file system may hand a freed inode number to the next mknod; the plan is given the number
+    the node now has, and a device number it no longer has, as after such a reuse.
+    """
+    plan = stale_node_plan(tree, "pvc-reuse")
+    entry = verdict(plan, Kind.NODE, "pvc-reuse")
+    assert entry.identity.dev is not None
+    inode = os.stat(tree.p("/dev/longhorn/pvc-reuse")).st_ino
+    planned_dev = dataclasses.replace(entry.identity.dev, minor=entry.identity.dev.minor + 100)
+    reused = dataclasses.replace(entry, identity=dataclasses.replace(entry.identity, dev=planned_dev,
+                                                                     inode=inode))
+    plan = dataclasses.replace(plan, entries=tuple(reused if e is entry else e for e in plan.entries))
+    outcome = execute(tree, plan)[(Kind.NODE, "pvc-reuse")]
+    assert outcome.result.value == "skipped" and "replaced since" in outcome.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-reuse"))
+
+
+def test_a_node_swapped_for_a_link_to_itself_is_not_followed(tree: PinTree) -> None:
+    """Never follow a link: the planned node moved aside and a symlink of its name points at it."""
+    plan = stale_node_plan(tree, "pvc-link")
+    os.rename(tree.p("/dev/longhorn/pvc-link"), tree.p("/dev/longhorn/pvc-link.moved"))
+    tree.add_node_symlink("pvc-link", "pvc-link.moved")
+    outcome = execute(tree, plan)[(Kind.NODE, "pvc-link")]
+    assert outcome.result.value == "skipped" and "no longer a block node" in outcome.detail
+    assert os.path.islink(tree.p("/dev/longhorn/pvc-link"))
