@@ -7,8 +7,10 @@ make_plan and Actor.execute, as a new instance-manager or udev would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +226,128 @@ def test_a_node_swapped_for_a_link_to_itself_is_not_followed(tree: PinTree) -> N
     outcome = execute(tree, plan)[(Kind.NODE, "pvc-link")]
     assert outcome.result.value == "skipped" and "no longer a block node" in outcome.detail
     assert os.path.islink(tree.p("/dev/longhorn/pvc-link"))
+
+
+def stale_volume_plan(tree: PinTree, name: str) -> Plan:
+    """An idle Longhorn leftover: dm, node and controller all stale."""
+    tree.add_longhorn_volume(name)
+    plan = plan_of(tree)
+    assert {e.verdict for e in plan.entries} == {Verdict.STALE} and len(plan.entries) == 3
+    return plan
+
+
+def test_a_dm_device_recreated_with_another_number_between_plan_and_act_stays(tree: PinTree) -> None:
+    """The device number: the same name and table, but a new device (another minor)."""
+    plan = stale_volume_plan(tree, "pvc-new")
+    record = tree.dm("pvc-new")
+    tree.remove_dm("pvc-new")
+    tree.add_plain_linear_on_loop("filler")
+    tree.add_dm("pvc-new", record["targets"])
+    outcomes = execute(tree, plan)
+    dm = outcomes[(Kind.DM, "pvc-new")]
+    assert dm.result.value == "skipped" and "re-created since" in dm.detail
+    assert removed_dm(tree) == []
+
+
+def make_busy(tree: PinTree, name: str, how: str) -> None:
+    """Change exactly one fact of the dm device `name` that makes it busy."""
+    record = tree.dm(name)
+    if how == "open":
+        tree.set_dm(name, open=1)
+    elif how == "mounted":
+        tree.add_mount(record["dev"], "/mnt/late")
+    elif how == "held":
+        tree.add_dm("late-holder", [(0, 8, "linear", f"{record['dev']} 0")], slaves=(record["kernel"],))
+    else:
+        tree.set_dm(name, **{how: True})
+
+
+@pytest.mark.parametrize("how", ["open", "mounted", "held", "suspended", "deferred_remove"])
+def test_a_dm_device_that_became_busy_after_planning_stays(tree: PinTree, how: str) -> None:
+    """Never touch a busy device, as seen at the re-check: one busy fact at a time."""
+    plan = stale_volume_plan(tree, "pvc-busy")
+    make_busy(tree, "pvc-busy", how)
+    outcomes = execute(tree, plan)
+    dm = outcomes[(Kind.DM, "pvc-busy")]
+    assert dm.result.value == "skipped" and "became busy" in dm.detail
+    assert removed_dm(tree) == []
+    # What waits for the dm device waits on: the node stays, the controller stays connected.
+    assert "waits for dm pvc-busy" in outcomes[(Kind.NODE, "pvc-busy")].detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-busy"))
+    assert outcomes[(Kind.NVME, f"{LONGHORN_PREFIX}volume-pvc-busy")].result.value == "skipped"
+
+
+def test_an_unreadable_table_at_the_recheck_keeps_the_device_and_what_waits_for_it(tree: PinTree) -> None:
+    """Fail closed: a dm control that fails right before removal is not 'already gone'."""
+    plan = stale_volume_plan(tree, "pvc-eio")
+    tree.kernel.failing = True
+    outcomes = execute(tree, plan)
+    dm = outcomes[(Kind.DM, "pvc-eio")]
+    assert dm.result.value == "skipped" and "could not be read" in dm.detail
+    assert removed_dm(tree) == []
+    assert outcomes[(Kind.NODE, "pvc-eio")].result.value == "skipped"
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-eio"))
+
+
+@pytest.mark.parametrize("lock", ["/var/run/longhorn/spdk-pvc-lock.lock", "/var/run/longhorn-spdk.lock"])
+def test_a_held_longhorn_lock_keeps_the_volume(tree: PinTree, lock: str) -> None:
+    """Longhorn's per-volume lock and its older global lock: either one held skips the volume."""
+    plan = stale_volume_plan(tree, "pvc-lock")
+    os.makedirs(os.path.dirname(tree.p(lock)), exist_ok=True)
+    fd = os.open(tree.p(lock), os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        outcomes = execute(tree, plan)
+    finally:
+        os.close(fd)
+    dm = outcomes[(Kind.DM, "pvc-lock")]
+    assert dm.result.value == "skipped" and f"Longhorn lock {lock} is held" in dm.detail
+    assert removed_dm(tree) == []
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-lock"))
+
+
+def test_a_namespace_mounted_after_planning_keeps_its_controller(tree: PinTree) -> None:
+    """The controller's re-check: its namespace was mounted directly (a backup) after planning."""
+    volume = tree.add_longhorn_volume("pvc-ns")
+    plan = plan_of(tree)
+    tree.add_mount(volume.backing_dev, "/mnt/backup")
+    outcomes = execute(tree, plan)
+    assert outcomes[(Kind.DM, "pvc-ns")].result.value == "removed"
+    nvme = outcomes[(Kind.NVME, volume.nqn)]
+    assert nvme.result.value == "skipped" and "became busy" in nvme.detail
+    assert tree.subsystem_of(volume.nqn) is not None and os.listdir(tree.p("/sys/class/nvme"))
+
+
+def test_a_stopping_actor_starts_nothing(tree: PinTree) -> None:
+    """Stop: once lhsweep is stopping, no further removal starts."""
+    plan = stale_volume_plan(tree, "pvc-stop")
+    actor = Actor(HostRoot(tree.root), ToolRunner(5), tree.dm_control(), should_stop=lambda: True)
+    outcomes = actor.execute(plan, dry_run=False)
+    assert {o.result.value for o in outcomes} == {"skipped"}
+    assert all("stopping" in o.detail for o in outcomes)
+    assert removed_dm(tree) == []
+
+
+class ReloadWhileLocking(Actor):
+    """An actor whose lock taking races with an instance-manager reloading the device's table."""
+
+    reload_to = ""
+
+    @contextlib.contextmanager
+    def _longhorn_locks(self, volume: str) -> Iterator[None]:
+        tree = HostTree(self.host.root)
+        if volume in tree.state["devices"]:
+            tree.set_dm(volume, targets=[[0, VOLUME_SECTORS, "linear", f"{self.reload_to} 0"]])
+        with super()._longhorn_locks(volume):
+            yield
+
+
+def test_a_table_reloaded_while_the_lock_is_taken_keeps_the_device(tree: PinTree) -> None:
+    """The re-check under Longhorn's lock: a change between the first re-check and the lock counts."""
+    plan = stale_volume_plan(tree, "pvc-race")
+    actor = ReloadWhileLocking(HostRoot(tree.root), ToolRunner(5), tree.dm_control())
+    actor.reload_to = tree.connect(f"{LONGHORN_PREFIX}volume-pvc-race-2")[3]
+    outcomes = {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
+    dm = outcomes[(Kind.DM, "pvc-race")]
+    assert dm.result.value == "skipped" and "table changed" in dm.detail
+    assert removed_dm(tree) == []
