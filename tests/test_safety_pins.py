@@ -14,18 +14,19 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional, Union
 
 import pytest
 
 from lhsweep.act import Actor
 from lhsweep.config import Config
 from lhsweep.host import HostRoot
-from lhsweep.inventory import IoctlDmControl, read_inventory
-from lhsweep.model import ActionOutcome, Entry, Kind, Plan, Verdict
+from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
+from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
-from lhsweep.tools import ToolRunner
-from tests.hosttree import LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
-from tests.inventories import runtime_with
+from lhsweep.tools import ToolResult, ToolRunner
+from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
+from tests.inventories import instance_manager, runtime_with
 from tests.test_inventory_dmioctl import kernel_of
 
 NOW = 1_800_000_000.0
@@ -68,11 +69,16 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PinTree]:
     yield PinTree(fake_host(str(tmp_path / "host"), monkeypatch).root)
 
 
-def plan_of(tree: PinTree, config: Config = CONFIG) -> Plan:
-    """The plan of the tree with a runtime that answered: no instance-manager runs."""
+def plan_of(tree: PinTree, runtime: Optional[RuntimeView] = None) -> Plan:
+    """The plan of the tree with a runtime that answered: by default, no instance-manager runs."""
     inventory = read_inventory(HostRoot(tree.root), tree.dm_control())
     assert inventory.problems == ()
-    return make_plan(inventory, runtime_with(), config, NOW)
+    return make_plan(inventory, runtime or runtime_with(), CONFIG, NOW)
+
+
+def im_started_after_the_tree() -> RuntimeView:
+    """A running instance-manager started after every device of the tree was made."""
+    return runtime_with(instance_manager(int(NOW * 1e9) - 10**9))
 
 
 def verdict(plan: Plan, kind: Kind, name: str) -> Entry:
@@ -82,7 +88,7 @@ def verdict(plan: Plan, kind: Kind, name: str) -> Entry:
 
 def execute(tree: PinTree, plan: Plan) -> dict[tuple[Kind, str], ActionOutcome]:
     """Carry out the plan on the tree; outcomes by (kind, name)."""
-    actor = Actor(HostRoot(tree.root), ToolRunner(5), tree.dm_control())
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control())
     return {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
 
 
@@ -152,6 +158,133 @@ def test_a_linear_device_over_another_vendors_nvme_of_namespace_is_foreign(tree:
     assert dm.verdict is Verdict.FOREIGN and "non-Longhorn subsystem" in dm.reason
     assert verdict(plan, Kind.NVME, OTHER_VENDOR_NQN).verdict is Verdict.FOREIGN
     assert plan.removals == ()
+
+
+def test_a_linear_device_over_a_present_loop_device_is_foreign_even_with_its_node(tree: PinTree) -> None:
+    """A present backing that is neither NVMe-oF nor ublk: a matching node proves nothing then."""
+    volume = tree.add_plain_linear_on_loop("pvc-loop")
+    tree.add_node("pvc-loop", volume.dm_dev)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-loop")
+    assert dm.verdict is Verdict.FOREIGN and "not an NVMe-oF or ublk device" in dm.reason
+
+
+def test_a_linear_device_over_ublk_with_a_name_longhorn_never_gives_is_foreign(tree: PinTree) -> None:
+    """ublk carries no NQN: only a Longhorn-shaped name makes such a device Longhorn's."""
+    ublk, ublk_dev = tree.add_ublk()
+    tree.add_dm("Backup_Disk", [(0, VOLUME_SECTORS, "linear", f"{ublk_dev} 0")], slaves=(ublk,))
+    dm = verdict(plan_of(tree), Kind.DM, "Backup_Disk")
+    assert dm.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in dm.reason
+
+
+def gone_loop_device(tree: PinTree, name: str) -> str:
+    """A uuid-less linear device whose loop backing vanished; returns its 'M:m'."""
+    volume = tree.add_plain_linear_on_loop(name)
+    tree.remove_block(volume.backing)
+    return volume.dm_dev
+
+
+def test_backing_gone_and_a_name_longhorn_never_gives_is_foreign_even_with_its_node(tree: PinTree) -> None:
+    """With the backing gone, the name must be Longhorn-shaped before a node may vouch for it."""
+    tree.add_node("Scratch_1", gone_loop_device(tree, "Scratch_1"))
+    dm = verdict(plan_of(tree), Kind.DM, "Scratch_1")
+    assert dm.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in dm.reason
+
+
+def test_backing_gone_and_a_same_named_node_pointing_elsewhere_is_foreign(tree: PinTree) -> None:
+    """Node name matches device: a node of the same name that points at another number proves nothing."""
+    gone_loop_device(tree, "pvc-num")
+    tree.add_node("pvc-num", "253:77")
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-num")
+    assert dm.verdict is Verdict.FOREIGN and "nothing proves" in dm.reason
+
+
+def test_backing_gone_from_another_vendors_subsystem_is_foreign(tree: PinTree) -> None:
+    """A dangling slave link proves ownership only into a subsystem with Longhorn's NQN."""
+    _, _, head, head_dev = tree.connect(OTHER_VENDOR_NQN)
+    tree.add_dm("pvc-vendor-gone", [(0, VOLUME_SECTORS, "linear", f"{head_dev} 0")], slaves=(head,))
+    tree.kill_target(OTHER_VENDOR_NQN)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-vendor-gone")
+    assert dm.verdict is Verdict.FOREIGN and "nothing proves" in dm.reason
+
+
+def test_a_longhorn_device_held_by_a_users_device_is_busy(tree: PinTree) -> None:
+    """Never touch a busy device: held (holders/) by a device that is not its -encrypted child."""
+    volume = tree.add_longhorn_volume("pvc-held")
+    tree.add_dm("vg1-lv", [(0, 8, "linear", f"{volume.dm_dev} 2048")], slaves=(volume.dm,),
+                uuid=f"LVM-{'Z9y8X7w6' * 8}")
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-held")
+    assert dm.verdict is Verdict.BUSY and "held by" in dm.reason and "open" not in dm.reason
+
+
+def test_a_longhorn_device_with_a_deferred_removal_pending_is_busy(tree: PinTree) -> None:
+    """Never touch a busy device: a deferred removal queued by someone else (idle otherwise)."""
+    tree.add_longhorn_volume("pvc-deferred", deferred_remove=True)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-deferred")
+    assert dm.verdict is Verdict.BUSY and "deferred removal pending" in dm.reason
+
+
+def test_a_node_with_a_name_longhorn_never_gives_is_foreign(tree: PinTree) -> None:
+    """A dangling block node is stale only when its name is Longhorn-shaped."""
+    tree.add_node("Not_Longhorn", "253:88")
+    tree.add_node("pvc-dangling", "253:89")
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.NODE, "pvc-dangling").verdict is Verdict.STALE
+    node = verdict(plan, Kind.NODE, "Not_Longhorn")
+    assert node.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in node.reason
+
+
+def test_a_node_on_another_vendors_namespace_is_foreign(tree: PinTree) -> None:
+    """Backup nodes point straight at a namespace: only at one of a Longhorn subsystem."""
+    head_dev = tree.connect(OTHER_VENDOR_NQN)[3]
+    tree.add_node("pvc-backup", head_dev)
+    node = verdict(plan_of(tree), Kind.NODE, "pvc-backup")
+    assert node.verdict is Verdict.FOREIGN and "not a Longhorn V2 device" in node.reason
+
+
+# ---------------------------------------------------------------- rule 4: a live instance-manager (plan)
+
+
+def test_a_running_instance_manager_keeps_an_older_device_whose_backing_is_present(tree: PinTree) -> None:
+    """Older than the instance-manager, yet its namespace is there: the new one may have adopted it."""
+    tree.add_longhorn_volume("pvc-adopted")
+    dm = verdict(plan_of(tree, im_started_after_the_tree()), Kind.DM, "pvc-adopted")
+    assert dm.verdict is Verdict.LIVE and "may own it" in dm.reason
+
+
+def test_a_running_instance_manager_keeps_a_device_of_unknown_age(tree: PinTree) -> None:
+    """Backing gone, no node to date it (owned through its dangling slave): its age is unknown."""
+    tree.add_longhorn_volume("pvc-ageless", with_node=False, backing_gone=True)
+    assert verdict(plan_of(tree), Kind.DM, "pvc-ageless").verdict is Verdict.STALE
+    dm = verdict(plan_of(tree, im_started_after_the_tree()), Kind.DM, "pvc-ageless")
+    assert dm.verdict is Verdict.LIVE and "age is unknown" in dm.reason
+
+
+# ---------------------------------------------------------------- rule 11: fail closed (inventory)
+
+
+class TableClearedAfterInfo(ToolRunner):
+    """Runs the fake dmsetup; right after `dmsetup info`, a device's table is cleared (a reload)."""
+
+    def __init__(self, tree: PinTree, name: str) -> None:
+        super().__init__(60)
+        self.tree, self.name = tree, name
+
+    def run(self, argv: Union[list[str], tuple[str, ...]], timeout: Optional[float] = None) -> ToolResult:
+        """The tool's answer; the tree changes after the info call."""
+        result = super().run(argv, timeout)
+        if list(argv[1:]) == ["info"]:
+            self.tree.set_dm(self.name, targets=[])
+        return result
+
+
+def test_a_table_changing_between_dmsetups_info_and_table_is_unknown(tree: PinTree) -> None:
+    """`dmsetup info` counts targets that `dmsetup table` then lacks: the table is unknown, not empty."""
+    tree.add_longhorn_volume("pvc-torn")
+    control = DmsetupDmControl(TableClearedAfterInfo(tree, "pvc-torn"), os.path.join(FAKES, "dmsetup"))
+    inventory = read_inventory(HostRoot(tree.root), control)
+    plan = make_plan(inventory, runtime_with(), CONFIG, NOW)
+    dm = verdict(plan, Kind.DM, "pvc-torn")
+    assert dm.verdict is Verdict.UNKNOWN and "could not be read" in dm.reason
 
 
 # ---------------------------------------------------------------- rule 5: re-check (act)
@@ -321,7 +454,7 @@ def test_a_namespace_mounted_after_planning_keeps_its_controller(tree: PinTree) 
 def test_a_stopping_actor_starts_nothing(tree: PinTree) -> None:
     """Stop: once lhsweep is stopping, no further removal starts."""
     plan = stale_volume_plan(tree, "pvc-stop")
-    actor = Actor(HostRoot(tree.root), ToolRunner(5), tree.dm_control(), should_stop=lambda: True)
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), should_stop=lambda: True)
     outcomes = actor.execute(plan, dry_run=False)
     assert {o.result.value for o in outcomes} == {"skipped"}
     assert all("stopping" in o.detail for o in outcomes)
@@ -345,9 +478,19 @@ class ReloadWhileLocking(Actor):
 def test_a_table_reloaded_while_the_lock_is_taken_keeps_the_device(tree: PinTree) -> None:
     """The re-check under Longhorn's lock: a change between the first re-check and the lock counts."""
     plan = stale_volume_plan(tree, "pvc-race")
-    actor = ReloadWhileLocking(HostRoot(tree.root), ToolRunner(5), tree.dm_control())
+    actor = ReloadWhileLocking(HostRoot(tree.root), ToolRunner(60), tree.dm_control())
     actor.reload_to = tree.connect(f"{LONGHORN_PREFIX}volume-pvc-race-2")[3]
     outcomes = {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
     dm = outcomes[(Kind.DM, "pvc-race")]
     assert dm.result.value == "skipped" and "table changed" in dm.detail
+    assert removed_dm(tree) == []
+
+
+def test_a_device_renamed_while_it_is_rechecked_stays(tree: PinTree) -> None:
+    """The control still answers for the name, but sysfs at that number already shows the new name."""
+    plan = stale_volume_plan(tree, "pvc-old-name")
+    kernel_dir = f"/sys/devices/virtual/block/{tree.dm('pvc-old-name')['kernel']}"
+    tree.write(f"{kernel_dir}/dm/name", "pvc-new-name\n")
+    dm = execute(tree, plan)[(Kind.DM, "pvc-old-name")]
+    assert dm.result.value == "skipped" and "could not be read" in dm.detail
     assert removed_dm(tree) == []
