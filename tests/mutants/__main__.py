@@ -218,12 +218,14 @@ def score_table(results: list[Result]) -> list[str]:
     return rows
 
 
-def baseline(copy: Path, selections: set[tuple[str, ...]]) -> None:
-    """Every selection must pass unmutated, or no mutant's death means anything."""
-    for tests in sorted(selections):
+def run_baseline(copies: queue.Queue[Path], tests: tuple[str, ...]) -> str:
+    """'' when the selection passes unmutated, else what failed."""
+    copy = copies.get()
+    try:
         code, last = run_tests(copy, tests)
-        if code != 0:
-            sys.exit(f"mutate: the unmutated tests fail ({' '.join(tests)}): {last}")
+    finally:
+        copies.put(copy)
+    return "" if code == 0 else f"the unmutated tests fail ({' '.join(tests)}): {last}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,11 +268,14 @@ def run_all(mutants: list[Mutant], jobs: int) -> int:
         copies: queue.Queue[Path] = queue.Queue()
         for n in range(jobs):
             copies.put(copy_tree(Path(tmp) / f"copy{n}"))
-        first = copies.get()
-        check_imports_copy(first)
-        baseline(first, {m.tests for m in mutants})
-        copies.put(first)
+        check_imports_copy(Path(tmp) / "copy0")
         with ThreadPoolExecutor(jobs) as pool:
+            # Every selection must pass unmutated, or no mutant's death means anything.
+            selections = sorted({m.tests for m in mutants})
+            failing = [f for f in pool.map(lambda t: run_baseline(copies, t), selections) if f]
+            if failing:
+                print("mutate: " + "\n".join(failing), file=sys.stderr)
+                return 1
             futures = [pool.submit(run_mutant, copies, m) for m in mutants]
             for future in as_completed(futures):
                 print_result(future.result())
