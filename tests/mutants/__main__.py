@@ -118,7 +118,8 @@ def stale_reason(mutant: Mutant, root: Path = REPO) -> str:
     if count == 1:
         return ""
     where = "not found" if count == 0 else f"found {count} times"
-    return f"snippet {where} in {mutant.file}: {mutant.original.strip().splitlines()[0]!r}"
+    first_line = (mutant.original.strip().splitlines() or [mutant.original])[0]
+    return f"snippet {where} in {mutant.file}: {first_line!r}"
 
 
 def copy_tree(into: Path) -> Path:
