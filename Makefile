@@ -1,11 +1,14 @@
 # Entry points; each sets up what it needs on a fresh Debian 12 machine.
-.PHONY: check test demo deb rpm bench
+.PHONY: check test demo deb rpm bench mutate
 
 check test:
 	bash dev/test
 
 demo:
 	bash dev/demo
+
+mutate:
+	bash dev/setup && .venv-debian/bin/python -m tests.mutants
 
 deb:
 	bash packaging/build-deb

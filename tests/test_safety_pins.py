@@ -1,0 +1,496 @@
+"""Safety checks pinned one at a time: each test's fixture differs from an owned, idle, unchanged
+Longhorn leftover in exactly one fact, so deleting the one check that looks at it fails the test.
+
+Host trees (tests/hosttree.py) with the fake dmsetup; the act tests change the tree between
+make_plan and Actor.execute, as a new instance-manager or udev would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional, Union
+
+import pytest
+
+from lhsweep.act import Actor
+from lhsweep.config import Config
+from lhsweep.host import HostRoot
+from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
+from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
+from lhsweep.plan import make_plan
+from lhsweep.tools import ToolResult, ToolRunner
+from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
+from tests.inventories import instance_manager, runtime_with
+from tests.test_inventory_dmioctl import kernel_of
+
+NOW = 1_800_000_000.0
+# No grace period: the tree's nodes were made a moment ago, yet count as old leftovers.
+CONFIG = Config(sweep_grace_period=0.0)
+OTHER_VENDOR_NQN = "nqn.2014-08.org.nvmexpress:uuid:5f1c-other-vendor"
+HALF = VOLUME_SECTORS // 2
+CONTROL = "/.fake/dm-control"  # a plain file: the simulated kernel answers the ioctls
+
+
+class LiveKernel:
+    """The dm ioctl answered in-process from the tree's dm devices as they are at each call."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.failing = False
+
+    def __call__(self, fd: int, request: int, buf: bytearray, mutate: bool) -> int:
+        if self.failing:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        # Re-read from disk: the fake dmsetup (which removes devices) changes the tree behind us.
+        return kernel_of(HostTree(self.root))(fd, request, buf, mutate)
+
+
+class PinTree(HostTree):
+    """A host tree with its simulated dm ioctl."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.kernel = LiveKernel(root)
+        Path(self.p(CONTROL)).write_bytes(b"")
+
+    def dm_control(self) -> IoctlDmControl:
+        """lhsweep's in-process dm control over the tree's simulated kernel."""
+        return IoctlDmControl(self.p(CONTROL), self.kernel)
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PinTree]:
+    yield PinTree(fake_host(str(tmp_path / "host"), monkeypatch).root)
+
+
+def plan_of(tree: PinTree, runtime: Optional[RuntimeView] = None) -> Plan:
+    """The plan of the tree with a runtime that answered: by default, no instance-manager runs."""
+    inventory = read_inventory(HostRoot(tree.root), tree.dm_control())
+    assert inventory.problems == ()
+    return make_plan(inventory, runtime or runtime_with(), CONFIG, NOW)
+
+
+def im_started_after_the_tree() -> RuntimeView:
+    """A running instance-manager started after every device of the tree was made."""
+    return runtime_with(instance_manager(int(NOW * 1e9) - 10**9))
+
+
+def verdict(plan: Plan, kind: Kind, name: str) -> Entry:
+    """The entry of `kind` called `name`."""
+    return next(e for e in plan.entries if e.kind is kind and e.name == name)
+
+
+def execute(tree: PinTree, plan: Plan) -> dict[tuple[Kind, str], ActionOutcome]:
+    """Carry out the plan on the tree; outcomes by (kind, name)."""
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control())
+    return {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
+
+
+def removed_dm(tree: PinTree) -> list[str]:
+    """The dm devices the fake dmsetup was asked to remove."""
+    path = Path(tree.p("/.fake/calls.log"))
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [line for line in lines if '"remove"' in line]
+
+
+def longhorn_namespace(tree: PinTree, volume: str) -> str:
+    """Connect a Longhorn subsystem for `volume`; its namespace head's 'M:m'."""
+    return tree.connect(f"{LONGHORN_PREFIX}volume-{volume}")[3]
+
+
+def test_the_control_fixture_is_stale_so_each_pin_below_differs_in_one_fact(tree: PinTree) -> None:
+    """A uuid-less single linear device over a Longhorn namespace, with its node: owned and stale."""
+    tree.add_longhorn_volume("pvc-ok")
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.DM, "pvc-ok").verdict is Verdict.STALE
+    assert verdict(plan, Kind.NODE, "pvc-ok").verdict is Verdict.STALE
+
+
+# ---------------------------------------------------------------- rule 1: ownership (plan)
+
+
+def test_two_linear_segments_over_a_longhorn_namespace_are_foreign(tree: PinTree) -> None:
+    """One linear segment: a uuid-less device of two linear segments on a Longhorn head is not Longhorn's."""
+    head = longhorn_namespace(tree, "pvc-two")
+    tree.add_dm("pvc-two", [(0, HALF, "linear", f"{head} 0"), (HALF, HALF, "linear", f"{head} {HALF}")])
+    tree.add_node("pvc-two", tree.dm("pvc-two")["dev"])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-two")
+    assert dm.verdict is Verdict.FOREIGN and "not one linear segment" in dm.reason
+    assert verdict(plan, Kind.NODE, "pvc-two").verdict is Verdict.FOREIGN
+
+
+def test_plain_dm_crypt_without_uuid_over_a_longhorn_namespace_is_foreign(tree: PinTree) -> None:
+    """The target type: a uuid-less single crypt segment (plain dm-crypt) on a Longhorn head."""
+    head = longhorn_namespace(tree, "pvc-plain")
+    tree.add_dm("pvc-plain", [(0, VOLUME_SECTORS, "crypt", crypt_params(head))])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-plain")
+    assert dm.verdict is Verdict.FOREIGN and "not one linear segment" in dm.reason
+
+
+def test_a_single_linear_device_with_an_lvm_uuid_over_a_longhorn_namespace_is_foreign(
+        tree: PinTree) -> None:
+    """The dm uuid: LVM put straight on a raw Longhorn namespace is the user's, not Longhorn's."""
+    head = longhorn_namespace(tree, "pvc-lvm")
+    tree.add_dm("pvc-lvm", [(0, VOLUME_SECTORS, "linear", f"{head} 0")],
+                uuid=f"LVM-{'A1b2C3d4' * 4}{'E5f6G7h8' * 4}")
+    tree.add_node("pvc-lvm", tree.dm("pvc-lvm")["dev"])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-lvm")
+    assert dm.verdict is Verdict.FOREIGN and "has a dm uuid" in dm.reason
+    assert verdict(plan, Kind.NODE, "pvc-lvm").verdict is Verdict.FOREIGN
+
+
+def test_a_linear_device_over_another_vendors_nvme_of_namespace_is_foreign(tree: PinTree) -> None:
+    """The Longhorn NQN: Longhorn's shape over a namespace of another NVMe-oF subsystem is not owned."""
+    head = tree.connect(OTHER_VENDOR_NQN)[3]
+    tree.add_dm("pvc-vendor", [(0, VOLUME_SECTORS, "linear", f"{head} 0")])
+    tree.add_node("pvc-vendor", tree.dm("pvc-vendor")["dev"])
+    plan = plan_of(tree)
+    dm = verdict(plan, Kind.DM, "pvc-vendor")
+    assert dm.verdict is Verdict.FOREIGN and "non-Longhorn subsystem" in dm.reason
+    assert verdict(plan, Kind.NVME, OTHER_VENDOR_NQN).verdict is Verdict.FOREIGN
+    assert plan.removals == ()
+
+
+def test_a_linear_device_over_a_present_loop_device_is_foreign_even_with_its_node(tree: PinTree) -> None:
+    """A present backing that is neither NVMe-oF nor ublk: a matching node proves nothing then."""
+    volume = tree.add_plain_linear_on_loop("pvc-loop")
+    tree.add_node("pvc-loop", volume.dm_dev)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-loop")
+    assert dm.verdict is Verdict.FOREIGN and "not an NVMe-oF or ublk device" in dm.reason
+
+
+def test_a_linear_device_over_ublk_with_a_name_longhorn_never_gives_is_foreign(tree: PinTree) -> None:
+    """ublk carries no NQN: only a Longhorn-shaped name makes such a device Longhorn's."""
+    ublk, ublk_dev = tree.add_ublk()
+    tree.add_dm("Backup_Disk", [(0, VOLUME_SECTORS, "linear", f"{ublk_dev} 0")], slaves=(ublk,))
+    dm = verdict(plan_of(tree), Kind.DM, "Backup_Disk")
+    assert dm.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in dm.reason
+
+
+def gone_loop_device(tree: PinTree, name: str) -> str:
+    """A uuid-less linear device whose loop backing vanished; returns its 'M:m'."""
+    volume = tree.add_plain_linear_on_loop(name)
+    tree.remove_block(volume.backing)
+    return volume.dm_dev
+
+
+def test_backing_gone_and_a_name_longhorn_never_gives_is_foreign_even_with_its_node(tree: PinTree) -> None:
+    """With the backing gone, the name must be Longhorn-shaped before a node may vouch for it."""
+    tree.add_node("Scratch_1", gone_loop_device(tree, "Scratch_1"))
+    dm = verdict(plan_of(tree), Kind.DM, "Scratch_1")
+    assert dm.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in dm.reason
+
+
+def test_backing_gone_and_a_same_named_node_pointing_elsewhere_is_foreign(tree: PinTree) -> None:
+    """Node name matches device: a node of the same name that points at another number proves nothing."""
+    gone_loop_device(tree, "pvc-num")
+    tree.add_node("pvc-num", "253:77")
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-num")
+    assert dm.verdict is Verdict.FOREIGN and "nothing proves" in dm.reason
+
+
+def test_backing_gone_from_another_vendors_subsystem_is_foreign(tree: PinTree) -> None:
+    """A dangling slave link proves ownership only into a subsystem with Longhorn's NQN."""
+    _, _, head, head_dev = tree.connect(OTHER_VENDOR_NQN)
+    tree.add_dm("pvc-vendor-gone", [(0, VOLUME_SECTORS, "linear", f"{head_dev} 0")], slaves=(head,))
+    tree.kill_target(OTHER_VENDOR_NQN)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-vendor-gone")
+    assert dm.verdict is Verdict.FOREIGN and "nothing proves" in dm.reason
+
+
+def test_a_longhorn_device_held_by_a_users_device_is_busy(tree: PinTree) -> None:
+    """Never touch a busy device: held (holders/) by a device that is not its -encrypted child."""
+    volume = tree.add_longhorn_volume("pvc-held")
+    tree.add_dm("vg1-lv", [(0, 8, "linear", f"{volume.dm_dev} 2048")], slaves=(volume.dm,),
+                uuid=f"LVM-{'Z9y8X7w6' * 8}")
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-held")
+    assert dm.verdict is Verdict.BUSY and "held by" in dm.reason and "open" not in dm.reason
+
+
+def test_a_longhorn_device_with_a_deferred_removal_pending_is_busy(tree: PinTree) -> None:
+    """Never touch a busy device: a deferred removal queued by someone else (idle otherwise)."""
+    tree.add_longhorn_volume("pvc-deferred", deferred_remove=True)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-deferred")
+    assert dm.verdict is Verdict.BUSY and "deferred removal pending" in dm.reason
+
+
+def test_a_node_with_a_name_longhorn_never_gives_is_foreign(tree: PinTree) -> None:
+    """A dangling block node is stale only when its name is Longhorn-shaped."""
+    tree.add_node("Not_Longhorn", "253:88")
+    tree.add_node("pvc-dangling", "253:89")
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.NODE, "pvc-dangling").verdict is Verdict.STALE
+    node = verdict(plan, Kind.NODE, "Not_Longhorn")
+    assert node.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in node.reason
+
+
+def test_a_node_on_another_vendors_namespace_is_foreign(tree: PinTree) -> None:
+    """Backup nodes point straight at a namespace: only at one of a Longhorn subsystem."""
+    head_dev = tree.connect(OTHER_VENDOR_NQN)[3]
+    tree.add_node("pvc-backup", head_dev)
+    node = verdict(plan_of(tree), Kind.NODE, "pvc-backup")
+    assert node.verdict is Verdict.FOREIGN and "not a Longhorn V2 device" in node.reason
+
+
+# ---------------------------------------------------------------- rule 4: a live instance-manager (plan)
+
+
+def test_a_running_instance_manager_keeps_an_older_device_whose_backing_is_present(tree: PinTree) -> None:
+    """Older than the instance-manager, yet its namespace is there: the new one may have adopted it."""
+    tree.add_longhorn_volume("pvc-adopted")
+    dm = verdict(plan_of(tree, im_started_after_the_tree()), Kind.DM, "pvc-adopted")
+    assert dm.verdict is Verdict.LIVE and "may own it" in dm.reason
+
+
+def test_a_running_instance_manager_keeps_a_device_of_unknown_age(tree: PinTree) -> None:
+    """Backing gone, no node to date it (owned through its dangling slave): its age is unknown."""
+    tree.add_longhorn_volume("pvc-ageless", with_node=False, backing_gone=True)
+    assert verdict(plan_of(tree), Kind.DM, "pvc-ageless").verdict is Verdict.STALE
+    dm = verdict(plan_of(tree, im_started_after_the_tree()), Kind.DM, "pvc-ageless")
+    assert dm.verdict is Verdict.LIVE and "age is unknown" in dm.reason
+
+
+# ---------------------------------------------------------------- rule 11: fail closed (inventory)
+
+
+class TableClearedAfterInfo(ToolRunner):
+    """Runs the fake dmsetup; right after `dmsetup info`, a device's table is cleared (a reload)."""
+
+    def __init__(self, tree: PinTree, name: str) -> None:
+        super().__init__(60)
+        self.tree, self.name = tree, name
+
+    def run(self, argv: Union[list[str], tuple[str, ...]], timeout: Optional[float] = None) -> ToolResult:
+        """The tool's answer; the tree changes after the info call."""
+        result = super().run(argv, timeout)
+        if list(argv[1:]) == ["info"]:
+            self.tree.set_dm(self.name, targets=[])
+        return result
+
+
+def test_a_table_changing_between_dmsetups_info_and_table_is_unknown(tree: PinTree) -> None:
+    """`dmsetup info` counts targets that `dmsetup table` then lacks: the table is unknown, not empty."""
+    tree.add_longhorn_volume("pvc-torn")
+    control = DmsetupDmControl(TableClearedAfterInfo(tree, "pvc-torn"), os.path.join(FAKES, "dmsetup"))
+    inventory = read_inventory(HostRoot(tree.root), control)
+    plan = make_plan(inventory, runtime_with(), CONFIG, NOW)
+    dm = verdict(plan, Kind.DM, "pvc-torn")
+    assert dm.verdict is Verdict.UNKNOWN and "could not be read" in dm.reason
+
+
+# ---------------------------------------------------------------- rule 5: re-check (act)
+
+
+def test_a_table_reloaded_between_plan_and_act_keeps_the_device(tree: PinTree) -> None:
+    """The table fingerprint: a new instance-manager reloaded the leftover onto its own namespace.
+
+    Same name, same device number, still idle: only the table tells it changed.
+    """
+    tree.add_longhorn_volume("pvc-reload", with_node=False)
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.DM, "pvc-reload").verdict is Verdict.STALE
+    new_head = tree.connect(f"{LONGHORN_PREFIX}volume-pvc-reload-2")[3]
+    tree.set_dm("pvc-reload", targets=[[0, VOLUME_SECTORS, "linear", f"{new_head} 0"]])
+    outcome = execute(tree, plan)[(Kind.DM, "pvc-reload")]
+    assert outcome.result.value == "skipped" and "table changed" in outcome.detail
+    assert removed_dm(tree) == []
+    assert "pvc-reload" in tree.state["devices"]
+
+
+def stale_node_plan(tree: PinTree, name: str) -> Plan:
+    """A dangling /dev/longhorn node (its dm device gone): a stale node entry on its own."""
+    _, dev = tree.add_dm(f"{name}-tmp", [(0, VOLUME_SECTORS, "linear", "7:99 0")])
+    tree.add_node(name, dev)
+    tree.remove_dm(f"{name}-tmp")
+    plan = plan_of(tree)
+    node = verdict(plan, Kind.NODE, name)
+    assert node.verdict is Verdict.STALE and node.after == ()
+    return plan
+
+
+def test_a_node_recreated_between_plan_and_act_with_the_same_number_stays(tree: PinTree) -> None:
+    """The inode: the node was re-made (same b M:m, new inode) after planning; it is not unlinked."""
+    plan = stale_node_plan(tree, "pvc-node")
+    node_path = tree.p("/dev/longhorn/pvc-node")
+    rdev = os.stat(node_path).st_rdev
+    # Made beside the old one, then renamed over it: the new inode cannot reuse the old number.
+    os.mknod(node_path + ".new", 0o660 | 0o060000, rdev)
+    os.rename(node_path + ".new", node_path)
+    new_inode = os.stat(node_path).st_ino
+    assert new_inode != verdict(plan, Kind.NODE, "pvc-node").identity.inode
+    outcome = execute(tree, plan)[(Kind.NODE, "pvc-node")]
+    assert outcome.result.value == "skipped" and "replaced since" in outcome.detail
+    assert os.stat(node_path).st_ino == new_inode
+
+
+def test_a_node_whose_inode_number_was_reused_for_another_device_stays(tree: PinTree) -> None:
+    """The device number: the planned inode number now belongs to a node of another device.
+
+    A file system may hand a freed inode number to the next mknod; the plan is given the number
+    the node now has, and a device number it no longer has, as after such a reuse.
+    """
+    plan = stale_node_plan(tree, "pvc-reuse")
+    entry = verdict(plan, Kind.NODE, "pvc-reuse")
+    assert entry.identity.dev is not None
+    inode = os.stat(tree.p("/dev/longhorn/pvc-reuse")).st_ino
+    planned_dev = dataclasses.replace(entry.identity.dev, minor=entry.identity.dev.minor + 100)
+    reused = dataclasses.replace(entry, identity=dataclasses.replace(entry.identity, dev=planned_dev,
+                                                                     inode=inode))
+    plan = dataclasses.replace(plan, entries=tuple(reused if e is entry else e for e in plan.entries))
+    outcome = execute(tree, plan)[(Kind.NODE, "pvc-reuse")]
+    assert outcome.result.value == "skipped" and "replaced since" in outcome.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-reuse"))
+
+
+def test_a_node_swapped_for_a_link_to_itself_is_not_followed(tree: PinTree) -> None:
+    """Never follow a link: the planned node moved aside and a symlink of its name points at it."""
+    plan = stale_node_plan(tree, "pvc-link")
+    os.rename(tree.p("/dev/longhorn/pvc-link"), tree.p("/dev/longhorn/pvc-link.moved"))
+    tree.add_node_symlink("pvc-link", "pvc-link.moved")
+    outcome = execute(tree, plan)[(Kind.NODE, "pvc-link")]
+    assert outcome.result.value == "skipped" and "no longer a block node" in outcome.detail
+    assert os.path.islink(tree.p("/dev/longhorn/pvc-link"))
+
+
+def stale_volume_plan(tree: PinTree, name: str) -> Plan:
+    """An idle Longhorn leftover: dm, node and controller all stale."""
+    tree.add_longhorn_volume(name)
+    plan = plan_of(tree)
+    assert {e.verdict for e in plan.entries} == {Verdict.STALE} and len(plan.entries) == 3
+    return plan
+
+
+def test_a_dm_device_recreated_with_another_number_between_plan_and_act_stays(tree: PinTree) -> None:
+    """The device number: the same name and table, but a new device (another minor)."""
+    plan = stale_volume_plan(tree, "pvc-new")
+    record = tree.dm("pvc-new")
+    tree.remove_dm("pvc-new")
+    tree.add_plain_linear_on_loop("filler")
+    tree.add_dm("pvc-new", record["targets"])
+    outcomes = execute(tree, plan)
+    dm = outcomes[(Kind.DM, "pvc-new")]
+    assert dm.result.value == "skipped" and "re-created since" in dm.detail
+    assert removed_dm(tree) == []
+
+
+def make_busy(tree: PinTree, name: str, how: str) -> None:
+    """Change exactly one fact of the dm device `name` that makes it busy."""
+    record = tree.dm(name)
+    if how == "open":
+        tree.set_dm(name, open=1)
+    elif how == "mounted":
+        tree.add_mount(record["dev"], "/mnt/late")
+    elif how == "held":
+        tree.add_dm("late-holder", [(0, 8, "linear", f"{record['dev']} 0")], slaves=(record["kernel"],))
+    else:
+        tree.set_dm(name, **{how: True})
+
+
+@pytest.mark.parametrize("how", ["open", "mounted", "held", "suspended", "deferred_remove"])
+def test_a_dm_device_that_became_busy_after_planning_stays(tree: PinTree, how: str) -> None:
+    """Never touch a busy device, as seen at the re-check: one busy fact at a time."""
+    plan = stale_volume_plan(tree, "pvc-busy")
+    make_busy(tree, "pvc-busy", how)
+    outcomes = execute(tree, plan)
+    dm = outcomes[(Kind.DM, "pvc-busy")]
+    assert dm.result.value == "skipped" and "became busy" in dm.detail
+    assert removed_dm(tree) == []
+    # What waits for the dm device waits on: the node stays, the controller stays connected.
+    assert "waits for dm pvc-busy" in outcomes[(Kind.NODE, "pvc-busy")].detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-busy"))
+    assert outcomes[(Kind.NVME, f"{LONGHORN_PREFIX}volume-pvc-busy")].result.value == "skipped"
+
+
+def test_an_unreadable_table_at_the_recheck_keeps_the_device_and_what_waits_for_it(tree: PinTree) -> None:
+    """Fail closed: a dm control that fails right before removal is not 'already gone'."""
+    plan = stale_volume_plan(tree, "pvc-eio")
+    tree.kernel.failing = True
+    outcomes = execute(tree, plan)
+    dm = outcomes[(Kind.DM, "pvc-eio")]
+    assert dm.result.value == "skipped" and "could not be read" in dm.detail
+    assert removed_dm(tree) == []
+    assert outcomes[(Kind.NODE, "pvc-eio")].result.value == "skipped"
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-eio"))
+
+
+@pytest.mark.parametrize("lock", ["/var/run/longhorn/spdk-pvc-lock.lock", "/var/run/longhorn-spdk.lock"])
+def test_a_held_longhorn_lock_keeps_the_volume(tree: PinTree, lock: str) -> None:
+    """Longhorn's per-volume lock and its older global lock: either one held skips the volume."""
+    plan = stale_volume_plan(tree, "pvc-lock")
+    os.makedirs(os.path.dirname(tree.p(lock)), exist_ok=True)
+    fd = os.open(tree.p(lock), os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        outcomes = execute(tree, plan)
+    finally:
+        os.close(fd)
+    dm = outcomes[(Kind.DM, "pvc-lock")]
+    assert dm.result.value == "skipped" and f"Longhorn lock {lock} is held" in dm.detail
+    assert removed_dm(tree) == []
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-lock"))
+
+
+def test_a_namespace_mounted_after_planning_keeps_its_controller(tree: PinTree) -> None:
+    """The controller's re-check: its namespace was mounted directly (a backup) after planning."""
+    volume = tree.add_longhorn_volume("pvc-ns")
+    plan = plan_of(tree)
+    tree.add_mount(volume.backing_dev, "/mnt/backup")
+    outcomes = execute(tree, plan)
+    assert outcomes[(Kind.DM, "pvc-ns")].result.value == "removed"
+    nvme = outcomes[(Kind.NVME, volume.nqn)]
+    assert nvme.result.value == "skipped" and "became busy" in nvme.detail
+    assert tree.subsystem_of(volume.nqn) is not None and os.listdir(tree.p("/sys/class/nvme"))
+
+
+def test_a_stopping_actor_starts_nothing(tree: PinTree) -> None:
+    """Stop: once lhsweep is stopping, no further removal starts."""
+    plan = stale_volume_plan(tree, "pvc-stop")
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), should_stop=lambda: True)
+    outcomes = actor.execute(plan, dry_run=False)
+    assert {o.result.value for o in outcomes} == {"skipped"}
+    assert all("stopping" in o.detail for o in outcomes)
+    assert removed_dm(tree) == []
+
+
+class ReloadWhileLocking(Actor):
+    """An actor whose lock taking races with an instance-manager reloading the device's table."""
+
+    reload_to = ""
+
+    @contextlib.contextmanager
+    def _longhorn_locks(self, volume: str) -> Iterator[None]:
+        tree = HostTree(self.host.root)
+        if volume in tree.state["devices"]:
+            tree.set_dm(volume, targets=[[0, VOLUME_SECTORS, "linear", f"{self.reload_to} 0"]])
+        with super()._longhorn_locks(volume):
+            yield
+
+
+def test_a_table_reloaded_while_the_lock_is_taken_keeps_the_device(tree: PinTree) -> None:
+    """The re-check under Longhorn's lock: a change between the first re-check and the lock counts."""
+    plan = stale_volume_plan(tree, "pvc-race")
+    actor = ReloadWhileLocking(HostRoot(tree.root), ToolRunner(60), tree.dm_control())
+    actor.reload_to = tree.connect(f"{LONGHORN_PREFIX}volume-pvc-race-2")[3]
+    outcomes = {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
+    dm = outcomes[(Kind.DM, "pvc-race")]
+    assert dm.result.value == "skipped" and "table changed" in dm.detail
+    assert removed_dm(tree) == []
+
+
+def test_a_device_renamed_while_it_is_rechecked_stays(tree: PinTree) -> None:
+    """The control still answers for the name, but sysfs at that number already shows the new name."""
+    plan = stale_volume_plan(tree, "pvc-old-name")
+    kernel_dir = f"/sys/devices/virtual/block/{tree.dm('pvc-old-name')['kernel']}"
+    tree.write(f"{kernel_dir}/dm/name", "pvc-new-name\n")
+    dm = execute(tree, plan)[(Kind.DM, "pvc-old-name")]
+    assert dm.result.value == "skipped" and "could not be read" in dm.detail
+    assert removed_dm(tree) == []
