@@ -17,7 +17,8 @@ class Progress:
 
 
 class LoggedProgress(Progress):
-    """Journals the plan once made and each outcome as it comes (rule 8, nothing lost to a kill)."""
+    """Journals the plan once made and each outcome as it comes (rule log-every-decision: nothing
+    lost to a kill)."""
 
     def __init__(self, log: DecisionLog, dry_run: bool) -> None:
         self.log = log

@@ -38,12 +38,13 @@ SHIPPED = (
 )
 MODULES = ("lhsweep/__init__.py", "lhsweep/cli.py", "lhsweep/cri/runtime_pb2.py",
            "lhsweep/cri/runtime.proto", "lhsweep/daemon/__init__.py")
-DEB_DEPENDS = ("python3-pyroute2 (>= 0.7)", "python3-systemd", "python3-sdnotify", "python3-toml",
-               "python3-grpcio", "python3-protobuf", "python3-prometheus-client", "dmsetup",
-               "nvme-cli")
-RPM_REQUIRES = ("python3-pyroute2 >= 0.7", "python3-systemd", "python3-sdnotify", "python3-toml",
-                "python3-grpcio", "python3-protobuf", "python3-prometheus_client",
-                "device-mapper", "nvme-cli")
+# The floors: the oldest versions lhsweep is tested on (dev/deps/oldest.pip, .venv-oldest).
+DEB_DEPENDS = ("python3-pyroute2 (>= 0.5.14)", "python3-systemd (>= 234)", "python3-sdnotify (>= 0.3)",
+               "python3-toml (>= 0.10)", "python3-grpcio (>= 1.46)", "python3-protobuf (>= 3.14)",
+               "python3-prometheus-client (>= 0.16)", "dmsetup", "nvme-cli")
+MATRIX = toml.loads((ROOT / "packaging" / "distro-matrix.toml").read_text())["targets"]
+# Requires an RPM carries besides the packages of the matrix (rpm's own, the scriptlets' shell).
+RPM_INTERNAL = re.compile(r"^(rpmlib\(|/bin/sh$|config\(lhsweep\) )")
 
 
 def require(*tools: str) -> None:
@@ -287,11 +288,13 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """lhsweep-<version>-1.noarch.rpm built by packaging/build-rpm into a temporary directory."""
+def rpms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every target's lhsweep-<version>-1<dist>.noarch.rpm, built by packaging/build-rpm."""
     require("rpmbuild", "git")
-    return _build("build-rpm", tmp_path_factory.mktemp("rpm"))
-
+    out = tmp_path_factory.mktemp("rpm")
+    built = run("bash", str(ROOT / "packaging" / "build-rpm"), str(out)).stdout.split()
+    by_dist = {Path(path).name: Path(path) for path in built}
+    return {name: by_dist[f"lhsweep-{__version__}-1{t['dist']}.noarch.rpm"] for name, t in MATRIX.items()}
 
 def _deb_field(deb: Path, name: str) -> str:
     return run("dpkg-deb", "-f", str(deb), name).stdout.strip()
@@ -321,12 +324,38 @@ def test_deb_contents(deb: Path, tmp_path: Path) -> None:
     run("dpkg-deb", "-e", str(deb), str(control))
     assert (control / "conffiles").read_text().split() == ["/etc/lhsweep/lhsweep.toml"]
     postinst = (control / "postinst").read_text()
-    assert "deb-systemd-helper enable 'lhsweep.service'" in postinst
+    # Upgrades restart it, through deb-systemd-invoke, which starts no disabled unit.
     assert "_dh_action=restart" in postinst
+    assert "deb-systemd-invoke $_dh_action 'lhsweep.service'" in postinst
     tree = tmp_path / "tree"
     run("dpkg-deb", "-x", str(deb), str(tree))
     assert (tree / "lib/systemd/system/lhsweep.service").read_text() == UNIT.read_text()
     assert (tree / "etc/lhsweep/lhsweep.toml").read_text() == DEFAULT_CONFIG.read_text()
+
+
+def test_deb_postinst_leaves_a_new_install_disabled(deb: Path, tmp_path: Path) -> None:
+    """A first configure enables nothing (like the RPM's preset); an enabled unit is kept enabled."""
+    run("dpkg-deb", "-e", str(deb), str(tmp_path / "control"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    # deb-systemd-helper as on a fresh system: lhsweep not installed before; was-enabled says yes
+    # (its default for units it has never seen, which is what makes plain dh_installsystemd enable).
+    fakes = {"deb-systemd-helper": 'case "$1 $2" in "debian-installed "*) exit "${INSTALLED:-1}";; esac',
+             "deb-systemd-invoke": "", "systemctl": "", "py3compile": "", "pypy3compile": ""}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n{body}\nexit 0\n')
+        (bin_dir / name).chmod(0o755)
+
+    def configure(installed: int) -> list[str]:
+        log.write_text("")
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "INSTALLED": str(installed)}
+        subprocess.run(["sh", str(tmp_path / "control" / "postinst"), "configure", ""], env=env,
+                       check=True)
+        return log.read_text().splitlines()
+
+    assert not any(" enable " in call for call in configure(installed=1)), log.read_text()
+    assert "deb-systemd-helper enable lhsweep.service" in configure(installed=0)
 
 
 def test_deb_command_runs_from_the_package(deb: Path, tmp_path: Path) -> None:
@@ -337,7 +366,7 @@ def test_deb_command_runs_from_the_package(deb: Path, tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "usr/lib/python3/dist-packages")}
     command = [str(tmp_path / "usr/bin/lhsweep")]
     version = subprocess.run([*command, "--version"], capture_output=True, text=True, env=env,
-                             check=False)
+                             cwd=tmp_path, check=False)
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"lhsweep {__version__}"
     shipped = str(tmp_path / "etc/lhsweep/lhsweep.toml")
@@ -373,39 +402,158 @@ def _rpm_query(rpm: Path, *args: str) -> list[str]:
     return run("rpm", "-qp", *args, str(rpm)).stdout.splitlines()
 
 
-def test_rpm_contents(rpm: Path) -> None:
-    """noarch; rpm -qlp lists the unit, config, catalog, man pages, examples and the package."""
-    assert rpm.name == f"lhsweep-{__version__}-1.noarch.rpm"
-    assert _rpm_query(rpm, "--qf", "%{ARCH} %{VERSION}") == [f"noarch {__version__}"]
+def _sitelib(target: str) -> str:
+    return f"/usr/lib/python{MATRIX[target]['python']}/site-packages"
+
+
+def _interpreter(target: str) -> str:
+    """Fedora and EL run lhsweep with /usr/bin/python3; openSUSE with the versioned python3.X."""
+    python = MATRIX[target]["python"]
+    return f"/usr/bin/python{python}" if "suse_version" in MATRIX[target]["macros"] else "/usr/bin/python3"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text))
+
+
+@pytest.mark.parametrize("target", MATRIX)
+def test_rpm_layout_is_the_targets(rpms: dict[str, Path], target: str) -> None:
+    """The package under the target's site-packages, /usr/bin/lhsweep on its interpreter, %config."""
+    rpm = rpms[target]
+    assert _rpm_query(rpm, "--qf", "%{ARCH} %{VERSION} %{RELEASE}") == [
+        f"noarch {__version__} 1{MATRIX[target]['dist']}"]
     files = set(_rpm_query(rpm, "-l"))
-    for path in (*SHIPPED, "/usr/lib/systemd/system/lhsweep.service"):
+    for path in (*SHIPPED, "/usr/lib/systemd/system/lhsweep.service",
+                 "/usr/share/licenses/lhsweep/LICENSE"):
         assert path in files, path
-    for module in MODULES:
-        assert any(f.endswith(f"-packages/{module}") for f in files), module
+    for module in (*MODULES, f"lhsweep-{__version__}.dist-info/METADATA"):
+        assert f"{_sitelib(target)}/{module}" in files, module
+    python_files = [f for f in files if "/python" in f]
+    assert all(f.startswith(_sitelib(target)) for f in python_files), python_files
     flags = dict(line.split(" ", 1)[::-1] for line in
                  _rpm_query(rpm, "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]"))
     assert set(flags["/etc/lhsweep/lhsweep.toml"]) >= {"c", "n"}  # %config(noreplace)
+    assert "l" in flags["/usr/share/licenses/lhsweep/LICENSE"]  # %license
+    script = run("sh", "-c", f"rpm2cpio '{rpm}' | cpio -i --quiet --to-stdout ./usr/bin/lhsweep")
+    assert script.stdout.splitlines()[0] == f"#!{_interpreter(target)}"
 
 
-def test_rpm_requires_and_scriptlets(rpm: Path) -> None:
-    """Requires use Fedora/EL names; the scriptlets preset, stop and restart the unit."""
-    requires = set(_rpm_query(rpm, "--requires"))
-    for needed in RPM_REQUIRES:
-        assert needed in requires, needed
-    scripts = "\n".join(_rpm_query(rpm, "--scripts"))
+@pytest.mark.parametrize("target", MATRIX)
+def test_rpm_requires_resolve_against_the_matrix(rpms: dict[str, Path], target: str) -> None:
+    """Each Requires names a package the matrix lists for the target, at a version it has."""
+    provides = MATRIX[target]["provides"]
+    python = MATRIX[target]["python"]
+    requires = [r for r in _rpm_query(rpms[target], "--requires") if not RPM_INTERNAL.match(r)]
+    assert f"python(abi) = {python}" in requires
+    assert _interpreter(target) in requires
+    named = [r for r in requires if not r.startswith(("python(abi)", "/usr/bin/python", "python3."))]
+    assert {r.split()[0] for r in named} == set(provides), named
+    for requirement in named:
+        name, _, floor = requirement.partition(" >= ")
+        available = provides[name]["version"]
+        if floor and available != "unverified":
+            assert _version(available) >= _version(floor), (requirement, available)
+
+
+@pytest.mark.parametrize("target", MATRIX)
+def test_rpm_floors_are_the_package_metadata_ones(rpms: dict[str, Path], target: str) -> None:
+    """Where rpm's generator read pyproject's floors (pythonX.Ydist), the named Requires agree."""
+    requires = _rpm_query(rpms[target], "--requires")
+    prefix = "python311" if target == "lp156" else "python3"
+    generated = [r for r in requires if re.match(r"python3\.\d+dist\(", r)]
+    if not generated:
+        pytest.skip("this rpm has no Python dependency generator")
+    for requirement in generated:
+        module, floor = re.fullmatch(r"python3\.\d+dist\((.+)\) >= (.+)", requirement).groups()
+        assert requirement.startswith(f"python{MATRIX[target]['python']}dist(")
+        assert f"{prefix}-{module.replace('-', '_')} >= {floor}" in requires, requirement
+
+
+def test_tested_floors_are_the_requires_floors() -> None:
+    """.venv-oldest tests protobuf and pyroute2 at the floors; grpcio at the oldest cp311 wheel."""
+    pins = dict(re.findall(r"^([\w-]+)==(\S+)", (ROOT / "dev/deps/oldest.pip").read_text(), re.M))
+    spec = (ROOT / "packaging" / "lhsweep.spec").read_text()
+    floors = dict(re.findall(r"^Requires:\s+%\{lh_pyprefix\}-(\w+) >= (\S+)$", spec, re.M))
+    deb = dict(re.findall(r"python3-([\w-]+) \(>= ([^)]+)\)", " ".join(DEB_DEPENDS)))
+
+    def same(a: str, b: str) -> bool:
+        return _version(a) + (0,) * 3 >= _version(b) and _version(b) + (0,) * 3 >= _version(a)
+
+    for module in ("protobuf", "pyroute2"):
+        assert same(floors[module], pins[module]) and same(deb[module], pins[module]), module
+    assert _version(pins["grpcio"]) >= _version(floors["grpcio"]) == _version(deb["grpcio"])
+
+
+@pytest.mark.parametrize("target", MATRIX)
+def test_rpm_scriptlets_leave_the_service_off_until_enabled(rpms: dict[str, Path], target: str) -> None:
+    """Install applies the preset (off), upgrade restarts a running unit, removal stops it."""
+    scripts = "\n".join(_rpm_query(rpms[target], "--scripts"))
     for snippet in ("preset lhsweep.service", "disable --now lhsweep.service",
                     "try-restart lhsweep.service"):
         assert snippet in scripts, snippet
+    assert not re.search(r"systemctl[^\n]* (enable|start|restart) ", scripts), scripts
 
 
-def test_rpm_and_spec_are_rpmlint_clean(rpm: Path) -> None:
-    """rpmlint (with packaging/rpmlint.toml, every filter justified) finds nothing."""
+def test_rpm_installs_into_a_scratch_root_and_imports_from_there(rpms: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    """rpm -i --root puts a working package in place: imported from that root's site-packages."""
+    require("rpm")
+    target = "fc41"
+    root = tmp_path / "root"
+    run("rpm", "--root", str(root), "--initdb")
+    run("rpm", "--root", str(root), "-i", "--nodeps", "--noscripts", str(rpms[target]))
+    installed = run("rpm", "--root", str(root), "-q", "lhsweep").stdout.strip()
+    assert installed == f"lhsweep-{__version__}-1{MATRIX[target]['dist']}.noarch"
+    # Outside the work tree (python -c would import its lhsweep first), only the root's sitelib.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{root}{_sitelib(target)}"}
+    code = ("import lhsweep, lhsweep.cri.runtime_pb2 as pb, lhsweep.daemon; print(lhsweep.__file__); "
+            "print(pb.PodSandbox.FromString(pb.PodSandbox(id='x').SerializeToString()).id)")
+    imported = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, check=False)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.split() == [f"{root}{_sitelib(target)}/lhsweep/__init__.py", "x"]
+    command = ["/usr/bin/python3", str(root / "usr/bin/lhsweep")]
+    version = subprocess.run([*command, "--version"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, check=False)
+    assert version.stdout.strip() == f"lhsweep {__version__}", version.stderr
+    config = str(root / "etc/lhsweep/lhsweep.toml")
+    check = subprocess.run([*command, "--config", config, "check-config"], capture_output=True,
+                           text=True, env=env, cwd=tmp_path, check=False)
+    assert check.returncode == 0, check.stderr
+    assert parse(check.stdout, "check-config output") == Config()
+
+
+def test_rpms_and_spec_are_rpmlint_clean(rpms: dict[str, Path]) -> None:
+    """rpmlint finds nothing; packaging/rpmlint.toml filters only tags it justifies one by one."""
     require("rpmlint")
     spec = ROOT / "packaging" / "lhsweep.spec"
-    proc = run("rpmlint", "-c", str(RPMLINT_CONFIG), str(rpm), str(spec), check=False)
+    proc = run("rpmlint", "-c", str(RPMLINT_CONFIG), *map(str, rpms.values()), str(spec),
+               check=False)
     print(proc.stdout)
-    assert "1 packages and 1 specfiles checked; 0 errors, 0 warnings" in proc.stdout, proc.stdout
+    summary = f"{len(rpms)} packages and 1 specfiles checked; 0 errors, 0 warnings"
+    assert summary in proc.stdout, proc.stdout
     assert proc.returncode == 0, proc.stderr
+    filters = re.findall(r"^\s+'([^']+)',$", RPMLINT_CONFIG.read_text(), re.M)
+    config_lines = RPMLINT_CONFIG.read_text().splitlines()
+    for pattern in filters:
+        line = next(i for i, text in enumerate(config_lines) if f"'{pattern}'" in text)
+        assert config_lines[line - 1].strip().startswith("#"), f"filter {pattern} has no reason"
+
+def matrix_tables(targets: dict[str, Any]) -> str:
+    """docs/packaging.md's matrix section, rendered from packaging/distro-matrix.toml."""
+    parts = []
+    for name, target in targets.items():
+        parts.append(f"### {target['name']} (`{name}`, Python {target['python']})\n\n"
+                     "| Requires | version there | source |\n|---|---|---|\n"
+                     + "".join(f"| `{package}` | {info['version']} | {info['source']} |\n"
+                               for package, info in target["provides"].items()))
+    return "\n".join(parts)
+
+
+def test_docs_matrix_is_the_data() -> None:
+    """docs/packaging.md ends with the matrix of packaging/distro-matrix.toml, rendered."""
+    docs = (ROOT / "docs" / "packaging.md").read_text()
+    assert docs.endswith(matrix_tables(MATRIX)), matrix_tables(MATRIX)
 
 
 def test_config_fields_and_keys_agree() -> None:

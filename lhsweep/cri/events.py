@@ -179,7 +179,7 @@ class ContainerEventStream:
             loop.close()
 
 
-def _event(message: runtime_pb2.ContainerEventResponse) -> ContainerEvent:
+def _event(message: Any) -> ContainerEvent:
     try:
         name = runtime_pb2.ContainerEventType.Name(message.container_event_type)
     except ValueError:

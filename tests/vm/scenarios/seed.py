@@ -22,7 +22,8 @@ def main() -> None:
     # The install test: the packaged command and unit, as an operator would look at them.
     facts["installed"] = {"version": sh("lhsweep", "--version").strip(),
                           "unit": sh("systemctl", "cat", "lhsweep"),
-                          "enabled": sh("systemctl", "is-enabled", "lhsweep", check=False).strip()}
+                          "enabled": sh("systemctl", "is-enabled", "lhsweep", check=False).strip(),
+                          "active": sh("systemctl", "is-active", "lhsweep", check=False).strip()}
     manager = crash.begin()
     service.start()
     volume = volumes.make_v2_volume(VOLUME, ctrl_loss_tmo=crash.CTRL_LOSS_TMO)
