@@ -39,6 +39,7 @@ class Config:
     daemon_resync_interval: float = 300.0
     daemon_debounce: float = 0.25
     metrics_file: str = "/var/lib/prometheus/node-exporter/lhsweep.prom"
+    metrics_port: int = 9845
     state_dir: str = "/run/lhsweep"
 
     def excluded(self, name: str) -> Optional[str]:
@@ -103,6 +104,14 @@ def _optional_absolute_path(value: Any) -> str:
     return _absolute_path(value)
 
 
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError
+    if not 1 <= value <= 65535:
+        raise ValueError
+    return value
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError
@@ -161,6 +170,8 @@ KEYS = (
          _non_negative_seconds(60), "triggers within this window make one sweep"),
     _Key("metrics", "file", "metrics_file", "an absolute path, or \"\" to disable",
          _optional_absolute_path, "Prometheus text file for node_exporter's textfile collector"),
+    _Key("metrics", "port", "metrics_port", "a TCP port from 1 to 65535",
+         _port, "in a container: HTTP port of /metrics, /healthz and /readyz (read at start)"),
     _Key("state", "dir", "state_dir", "an absolute path",
          _absolute_path, "where last-sweep.json and the sweep lock live"),
 )
