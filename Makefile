@@ -1,5 +1,5 @@
 # Entry points; each sets up what it needs on a fresh Debian 12 machine.
-.PHONY: check test demo deb rpm bench
+.PHONY: check test demo deb rpm bench image
 
 check test:
 	bash dev/test
@@ -15,3 +15,6 @@ rpm:
 
 bench:
 	bash dev/setup && .venv-debian/bin/python -m bench
+
+image:
+	bash packaging/build-image

@@ -16,6 +16,8 @@ from lhsweep.tools import KILL_GRACE_S
 
 StartResponse = Callable[..., Any]
 
+METRICS_PATH, LIVE_PATH, READY_PATH = "/metrics", "/healthz", "/readyz"
+
 
 class Health:
     """Liveness and readiness of a Daemon, as the probes see them.
@@ -70,11 +72,11 @@ class _QuietHandler(WSGIRequestHandler):
 def make_app(health: Health) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """The WSGI application: /metrics, /healthz, /readyz, 404 elsewhere."""
     metrics = make_wsgi_app(health.daemon.reporter.metrics.registry)
-    checks = {"/healthz": health.live, "/readyz": health.ready}
+    checks = {LIVE_PATH: health.live, READY_PATH: health.ready}
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
+        if path == METRICS_PATH:
             return metrics(environ, start_response)  # type: ignore[no-any-return]
         check = checks.get(path)
         if check is None:
