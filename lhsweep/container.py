@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import TextIO
+from typing import Optional, TextIO
 
-from lhsweep.journal import Journal
+from lhsweep.journal import Event, Journal
 
 ENV_FLAG = "LHSWEEP_CONTAINER"
 
@@ -22,6 +22,17 @@ def container_mode(env: Mapping[str, str] = os.environ) -> bool:
     return env.get(ENV_FLAG, "") == "1"
 
 
-def stdout_journal(verbose: bool = False, stream: TextIO = sys.stdout) -> Journal:
-    """One line per decision on stdout, as `kubectl logs` shows it (no journald in a pod)."""
-    return Journal(None, stream, verbose)
+class StdoutJournal(Journal):
+    """One line per decision on stdout, as `kubectl logs` shows it (no journald in a pod).
+
+    Each line names its kind first (`event=removed`), what MESSAGE_ID says in the journal.
+    """
+
+    def __init__(self, verbose: bool = False, stream: Optional[TextIO] = None) -> None:
+        super().__init__(None, stream or sys.stdout, verbose)
+
+    def emit(self, priority: int, message: str, event: Optional[Event] = None,
+             **fields: str) -> None:
+        """Log one line, its kind first."""
+        kind = {"LHSWEEP_EVENT": event.name.lower()} if event is not None else {}
+        super().emit(priority, message, event, **kind, **fields)

@@ -101,6 +101,7 @@ def write_archive(root: str, version: str, epoch: int, output: str) -> str:
     manifest_digest, manifest_bytes = blob(canonical(manifest))
     index = {"schemaVersion": 2, "manifests": [{
         "mediaType": MEDIA_MANIFEST, "digest": manifest_digest, "size": len(manifest_bytes),
+        "platform": {"architecture": "amd64", "os": "linux"},
         "annotations": {"io.containerd.image.name": f"{IMAGE_NAME}:{version}",
                         "org.opencontainers.image.ref.name": version}}]}
     files = {"oci-layout": canonical({"imageLayoutVersion": "1.0.0"}),

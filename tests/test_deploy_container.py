@@ -142,7 +142,7 @@ def start_in_container(rig: Rig) -> Path:
     return stdout
 
 
-def wait_for(predicate: object, what: str, timeout: float = 30.0) -> None:
+def wait_for(predicate: object, what: str, timeout: float = 60.0) -> None:
     """Poll `predicate` until it is true."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -165,8 +165,11 @@ def test_in_a_container_decisions_go_to_stdout_and_metrics_over_http(rig: Rig) -
     rig.crash_im(pod_dir)
     wait_for(lambda: "removed stale dm pvc-a" in stdout.read_text(), "removal logged on stdout")
     lines = stdout.read_text().splitlines()
-    assert lines[0] == f"lhsweep: info: serving /metrics, /healthz and /readyz on port {port}"
+    assert lines[0] == (f"lhsweep: info: serving /metrics, /healthz and /readyz on port {port} "
+                        "[event=lifecycle]")
     assert lines[1].startswith("lhsweep: info: lhsweep daemon started")
+    assert any(line.startswith("lhsweep: notice: removed stale dm pvc-a [event=removed device=pvc-a")
+               for line in lines)
     assert all(line.startswith("lhsweep: ") for line in lines)  # one line per entry
     assert ["dmsetup", "remove", "pvc-a"] in rig.removes()
     assert 'lhsweep_removals_total{kind="dm"} 1.0' in get(port, "/metrics")[1]

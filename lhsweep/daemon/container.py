@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from lhsweep.config import Config
-from lhsweep.container import stdout_journal
+from lhsweep.container import StdoutJournal
 from lhsweep.daemon.http import Health, HttpServer
 from lhsweep.daemon.loop import Daemon, Parts
 from lhsweep.journal import ERR, INFO, Event
@@ -15,7 +15,7 @@ def run_in_container(config_path: str, host_root: str, config: Config, parts: Pa
                      log_target: str) -> int:
     """Run the daemon like the host service, logging to stdout unless a target was asked for."""
     if log_target == "auto":
-        parts = dataclasses.replace(parts, journal=stdout_journal(parts.journal.verbose))
+        parts = dataclasses.replace(parts, journal=StdoutJournal(parts.journal.verbose))
     daemon = Daemon(config_path, host_root, config, parts)
     try:
         server = HttpServer(Health(daemon), config.metrics_port)
