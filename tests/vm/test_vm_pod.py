@@ -14,7 +14,11 @@ from lhsweep.journal import Event
 from tests.vm.checks import devices, volume_devices
 from tests.vm.harness import ScenarioResult
 
-pytestmark = pytest.mark.vm(timeout=600, deb=True, image=True)
+
+def pod_scenario(name: str) -> pytest.MarkDecorator:
+    """The `vm` marker of a scenario that runs the pod: the .deb (for the guest's test helpers and
+    `lhsweep` on the host) and the image with the DaemonSet's pod spec on the payload."""
+    return pytest.mark.vm(scenario=name, timeout=600, deb=True, image=True)
 
 
 def shown(result: ScenarioResult) -> dict[str, Any]:
@@ -46,7 +50,7 @@ def assert_pod_healthy(result: ScenarioResult) -> None:
     assert pod["metrics"][0] == 200 and "lhsweep_sweeps_total" in pod["metrics"][1]
 
 
-@pytest.mark.vm(scenario="pod_seed")
+@pod_scenario("pod_seed")
 def test_seed_crash_swept_by_the_pod(vm_scenario: ScenarioResult) -> None:
     assert_pod_healthy(vm_scenario)
     facts = vm_scenario.facts
@@ -58,7 +62,7 @@ def test_seed_crash_swept_by_the_pod(vm_scenario: ScenarioResult) -> None:
     assert "spdk-pvc-seed.lock" in shown(vm_scenario)["lock_dir"]
 
 
-@pytest.mark.vm(scenario="pod_live_im")
+@pod_scenario("pod_live_im")
 def test_live_instance_manager_volumes_untouched_by_the_pod(vm_scenario: ScenarioResult) -> None:
     assert_pod_healthy(vm_scenario)
     assert set(pod_removed(vm_scenario)) == {("dm", "pvc-old"), ("node", "pvc-old")}
@@ -66,7 +70,7 @@ def test_live_instance_manager_volumes_untouched_by_the_pod(vm_scenario: Scenari
         assert volume_devices(name) <= devices(vm_scenario.facts["after"])
 
 
-@pytest.mark.vm(scenario="pod_v1_encrypted")
+@pod_scenario("pod_v1_encrypted")
 def test_v1_encrypted_volumes_untouched_by_the_pod(vm_scenario: ScenarioResult) -> None:
     assert_pod_healthy(vm_scenario)
     assert {device for _, device in pod_removed(vm_scenario)} == {"pvc-v1ctl"}
@@ -74,7 +78,7 @@ def test_v1_encrypted_volumes_untouched_by_the_pod(vm_scenario: ScenarioResult) 
     assert {e["LHSWEEP_DEVICE"] for e in foreign} >= {"pvc-v1enc", "pvc-v1node"}
 
 
-@pytest.mark.vm(scenario="pod_busy")
+@pod_scenario("pod_busy")
 def test_busy_volume_left_alone_by_the_pod_until_unmounted(vm_scenario: ScenarioResult) -> None:
     assert_pod_healthy(vm_scenario)
     busy = pod_events(vm_scenario, Event.BUSY, LHSWEEP_DEVICE="pvc-busy", LHSWEEP_KIND="dm")
@@ -83,7 +87,7 @@ def test_busy_volume_left_alone_by_the_pod_until_unmounted(vm_scenario: Scenario
     assert pod_removed(vm_scenario) == [("dm", "pvc-busy"), ("node", "pvc-busy")]
 
 
-@pytest.mark.vm(scenario="pod_lock_held")
+@pod_scenario("pod_lock_held")
 def test_longhorn_lock_on_the_host_is_respected_by_the_pod(vm_scenario: ScenarioResult) -> None:
     assert_pod_healthy(vm_scenario)
     skips = pod_events(vm_scenario, Event.DECISION, LHSWEEP_DEVICE="pvc-locked", LHSWEEP_KIND="dm",

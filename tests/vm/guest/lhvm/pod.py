@@ -30,6 +30,7 @@ from lhvm.proc import run, sh, wait_for
 from lhvm.runtime import KUBELET_PODS, start_containerd
 
 SPEC_PATH = "/payload/daemonset.json"
+IDLE_SETTLE_S = 5.0
 IMAGE_TAR = "/payload/lhsweep-image.tar"
 # The same helpers as the service's, for the functions that do not differ.
 matching, fields_of, last_sweep, sweep_number, wait_sweep = (
@@ -49,6 +50,7 @@ class _Pod:
     sandbox_id = ""
     container_id = ""
     config_text = ""
+    idle_rss_kib = 0
 
 
 def spec() -> dict[str, Any]:
@@ -194,6 +196,8 @@ def start(timeout: float = 240.0) -> None:
         client.close()
     wait_for("the pod's readiness probe", lambda: probe("readinessProbe")[0] == 200,
              timeout=timeout, every=1.0)
+    time.sleep(IDLE_SETTLE_S)
+    _Pod.idle_rss_kib = rss_kib()  # after the boot sweep, before the scenario does anything
 
 
 def stop() -> None:
@@ -363,7 +367,8 @@ def run_scenario(name: str) -> None:
 def _record() -> None:
     if not _Pod.container_id:
         return
-    shown: dict[str, Any] = {"entries": entries(), "image": container_spec()["image"]}
+    shown: dict[str, Any] = {"entries": entries(), "image": container_spec()["image"],
+                             "idle_rss_kib": _Pod.idle_rss_kib}
     try:
         shown["state"] = active_state()
         shown["healthz"] = probe("livenessProbe")
