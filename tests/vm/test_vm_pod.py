@@ -18,7 +18,7 @@ from tests.vm.harness import ScenarioResult
 def pod_scenario(name: str) -> pytest.MarkDecorator:
     """The `vm` marker of a scenario that runs the pod: the .deb (for the guest's test helpers and
     `lhsweep` on the host) and the image with the DaemonSet's pod spec on the payload."""
-    return pytest.mark.vm(scenario=name, timeout=600, deb=True, image=True)
+    return pytest.mark.vm(scenario=name, timeout=1200, deb=True, image=True)
 
 
 def shown(result: ScenarioResult) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import os
 import re
 import runpy
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -334,9 +335,12 @@ def exec_lhsweep(*argv: str) -> str:
     args = container_spec()["args"]
     config = args[args.index("--config") + 1]
     host_root = args[args.index("--host-root") + 1]
-    done = run("ctr", "-n", "k8s.io", "tasks", "exec", "--exec-id", f"x{uuid.uuid4().hex[:8]}",
-               _Pod.container_id, "lhsweep", "--config", config, "--host-root", host_root, *argv,
-               timeout=180)
+    try:
+        done = run("ctr", "-n", "k8s.io", "tasks", "exec", "--exec-id", f"x{uuid.uuid4().hex[:8]}",
+                   _Pod.container_id, "lhsweep", "--config", config, "--host-root", host_root,
+                   *argv, timeout=180)
+    except subprocess.TimeoutExpired:
+        return f"lhsweep {' '.join(argv)} in the pod: no answer in 180 s"
     return done.stdout + done.stderr
 
 
