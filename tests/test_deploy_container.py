@@ -120,7 +120,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """A rig whose daemon serves HTTP on a free port."""
     made = Rig(tmp_path_factory.mktemp("c"), {
         "cri": "timeout = 2\npoll_interval = 0.5",
-        "sweep": "grace_period = 0\naction_timeout = 1",
+        "sweep": "grace_period = 0\naction_timeout = 30",  # the fake dmsetup is slow under load
         "daemon": "debounce = 0.1\nresync_interval = 3600",
         "metrics": f"port = {free_port()}",
     })
@@ -163,7 +163,8 @@ def test_in_a_container_decisions_go_to_stdout_and_metrics_over_http(rig: Rig) -
     assert get(port, "/readyz")[0] == 200 and get(port, "/healthz")[0] == 200
 
     rig.crash_im(pod_dir)
-    wait_for(lambda: "removed stale dm pvc-a" in stdout.read_text(), "removal logged on stdout")
+    wait_for(lambda: "removed stale dm pvc-a" in stdout.read_text(),
+             f"removal logged on stdout; stdout: {stdout}, stderr: {rig.stderr_path}")
     lines = stdout.read_text().splitlines()
     assert lines[0] == (f"lhsweep: info: serving /metrics, /healthz and /readyz on port {port} "
                         "[event=lifecycle]")
