@@ -1,5 +1,5 @@
 # Entry points; each sets up what it needs on a fresh Debian 12 machine.
-.PHONY: check test demo deb rpm bench mutate
+.PHONY: check test demo deb rpm bench mutate image
 
 check test:
 	bash dev/test
@@ -18,3 +18,6 @@ rpm:
 
 bench:
 	bash dev/setup && .venv-debian/bin/python -m bench
+
+image:
+	bash packaging/build-image

@@ -9,11 +9,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import idle, scan, startup, storm
+from bench import idle, image, scan, startup, storm
 from bench.report import Section, render_markdown, render_text
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("scan", "startup", "idle", "storm", "vm")
+PARTS = ("scan", "startup", "idle", "storm", "vm", "image")
 INTRO = [
     "Written by `python -m bench` (`make bench`); every figure is measured on the machine below "
     "in the same run, with the 1-minute load average at the time next to it (other jobs, "
@@ -98,6 +98,8 @@ def run_parts(args: argparse.Namespace, work: str) -> list[Section]:
         sections.append(startup.run(work, args.runs))
     if "storm" in wanted:
         sections.append(storm.run(work, args.events))
+    if "image" in wanted:
+        sections.append(image.run())
     return sections
 
 

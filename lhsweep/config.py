@@ -50,6 +50,7 @@ class Config:
     daemon_debounce: float = 0.25
     daemon_busy_recheck_interval: float = 10.0
     metrics_file: str = "/var/lib/prometheus/node-exporter/lhsweep.prom"
+    metrics_port: int = 9845
     state_dir: str = "/run/lhsweep"
 
     def excluded(self, name: str) -> Optional[str]:
@@ -120,6 +121,14 @@ def _optional_absolute_path(value: Any) -> str:
     if value == "":
         return ""
     return _absolute_path(value)
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError
+    if not 1 <= value <= 65535:
+        raise ValueError
+    return value
 
 
 def _dns_label(value: Any) -> str:
@@ -205,6 +214,8 @@ KEYS = (
          "(a reader closing one makes no uevent)"),
     _Key("metrics", "file", "metrics_file", "an absolute path, or \"\" to disable",
          _optional_absolute_path, "Prometheus text file for node_exporter's textfile collector"),
+    _Key("metrics", "port", "metrics_port", "a TCP port from 1 to 65535",
+         _port, "in a container: HTTP port of /metrics, /healthz and /readyz (read at start)"),
     _Key("state", "dir", "state_dir", "an absolute path",
          _absolute_path, "where last-sweep.json and the sweep lock live"),
 )

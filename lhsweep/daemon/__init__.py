@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 
 from lhsweep.config import Config, load
+from lhsweep.container import container_mode
+from lhsweep.daemon.container import run_in_container
 from lhsweep.daemon.cri_watch import CriWatcher, open_event_stream
 from lhsweep.daemon.inotify import PodDirWatcher
 from lhsweep.daemon.loop import Daemon, Parts
@@ -97,4 +99,6 @@ def run(config_path: str, host_root: str, log_target: str, verbose: bool = False
     except ValueError as exc:
         print(f"lhsweep: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if container_mode():
+        return run_in_container(config_path, host_root, config, parts, log_target)
     return Daemon(config_path, host_root, config, parts).run()

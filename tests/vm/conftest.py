@@ -7,7 +7,8 @@ A test names its guest scenario on the `vm` marker and takes the `vm_scenario` f
 
 The first test of a boot group boots the guest once with all scenarios of that group that the
 session selected (in collection order); later tests read the cached results. `deb=True` puts
-dist/lhsweep_*_all.deb on the payload disk and installs it before the group's first scenario.
+dist/lhsweep_*_all.deb on the payload disk and installs it before the group's first scenario;
+`image=True` adds dist/lhsweep-image.tar and the DaemonSet's pod spec (tests/vm/podspec.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Union
 import pytest
 
 from tests.vm.harness import REPO, GuestError, GuestRun, Scenario, ScenarioResult, find_deb, run_guest
+from tests.vm.podspec import pod_files
 
 OUT_ROOT = REPO / ".cache" / "vm"
 
@@ -30,6 +32,7 @@ class Wanted:
     scenario: Scenario
     boot: str
     deb: bool
+    image: bool = False
 
 
 @dataclass
@@ -50,7 +53,8 @@ class VmBoots:
             name = marker.kwargs["scenario"]
             scenario = Scenario(name, float(marker.kwargs.get("timeout", 300)))
             wanted.setdefault(
-                name, Wanted(scenario, marker.kwargs.get("boot", "main"), marker.kwargs.get("deb", False))
+                name, Wanted(scenario, marker.kwargs.get("boot", "main"), marker.kwargs.get("deb", False),
+                             marker.kwargs.get("image", False))
             )
         return cls(wanted)
 
@@ -72,9 +76,11 @@ class VmBoots:
         deb = find_deb() if any(w.deb for w in members) else None
         if any(w.deb for w in members) and deb is None:
             return "dist/lhsweep_*_all.deb is missing: build it with `make deb` before the VM tests"
+        out_dir = OUT_ROOT / boot
         try:
-            return run_guest([w.scenario for w in members], OUT_ROOT / boot, deb=deb)
-        except GuestError as error:
+            extra = pod_files(out_dir.parent) if any(w.image for w in members) else []
+            return run_guest([w.scenario for w in members], out_dir, deb=deb, extra=extra)
+        except (GuestError, FileNotFoundError) as error:
             return str(error)
 
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -103,16 +104,18 @@ def _generate_cri_messages(target: Path) -> None:
     )
 
 
-def build_payload(directory: Path, scenarios: list[Scenario], deb: Optional[Path]) -> Path:
-    """Lay out the payload tree and pack it into an ext4 image without a journal; returns the image."""
+def build_payload(directory: Path, scenarios: list[Scenario], deb: Optional[Path],
+                  extra: Sequence[Path] = ()) -> Path:
+    """Lay out the payload tree and pack it into an ext4 image without a journal; returns the image.
+
+    Every scenario script comes along (one may run another's main); `extra` files go to the top.
+    """
     tree = directory / "payload"
     shutil.copytree(GUEST_DIR, tree / "guest", ignore=shutil.ignore_patterns("__pycache__", "*.proto"))
     _generate_cri_messages(tree / "guest" / "lhvm")
-    (tree / "scenarios").mkdir()
-    for scenario in scenarios:
-        shutil.copyfile(scenario.script, tree / "scenarios" / scenario.script.name)
-    if deb is not None:
-        shutil.copyfile(deb, tree / deb.name)
+    shutil.copytree(SCENARIO_DIR, tree / "scenarios", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in ([deb] if deb is not None else []) + list(extra):
+        shutil.copyfile(path, tree / path.name)
     plan = {
         "deb": deb.name if deb else None,
         # LHSWEEP_VM_DRY_RUN=1: lhsweep is configured with sweep.dry_run (the "does nothing" check).
@@ -212,12 +215,13 @@ def run_guest(
     deb: Optional[Path] = None,
     image: Optional[GuestImage] = None,
     timeout_s: Optional[float] = None,
+    extra: Sequence[Path] = (),
 ) -> GuestRun:
     """Boot once, run `scenarios` in order, return their results; raise GuestError if the guest fails us."""
     image = image or ensure_image()
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    payload = build_payload(out_dir, scenarios, deb)
+    payload = build_payload(out_dir, scenarios, deb, extra)
     limit = timeout_s or BOOT_ALLOWANCE_S + sum(s.timeout_s + 60 for s in scenarios)
     started = time.monotonic()
     with (out_dir / "qemu.log").open("wb") as qemu_log:

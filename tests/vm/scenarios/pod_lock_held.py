@@ -1,0 +1,9 @@
+"""Guest scenario (needs the image and the .deb): lock_held.py with lhsweep running in the DaemonSet's
+pod under containerd instead of the systemd service; the same steps and checks."""
+
+from __future__ import annotations
+
+from lhvm import pod
+
+if __name__ == "__main__":
+    pod.run_scenario("lock_held")
