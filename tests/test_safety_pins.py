@@ -88,7 +88,9 @@ def verdict(plan: Plan, kind: Kind, name: str) -> Entry:
 
 def execute(tree: PinTree, plan: Plan) -> dict[tuple[Kind, str], ActionOutcome]:
     """Carry out the plan on the tree; outcomes by (kind, name)."""
-    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control())
+    # Read through the simulated ioctl; remove through the fake dmsetup (the kernel's DM_DEV_REMOVE
+    # runs in a helper process, which a simulated ioctl cannot answer).
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), use_tools=True)
     return {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
 
 
@@ -112,7 +114,7 @@ def test_the_control_fixture_is_stale_so_each_pin_below_differs_in_one_fact(tree
     assert verdict(plan, Kind.NODE, "pvc-ok").verdict is Verdict.STALE
 
 
-# ---------------------------------------------------------------- rule 1: ownership (plan)
+# ---------------------------------------------------------------- rule prove-ownership (plan)
 
 
 def test_two_linear_segments_over_a_longhorn_namespace_are_foreign(tree: PinTree) -> None:
@@ -241,7 +243,7 @@ def test_a_node_on_another_vendors_namespace_is_foreign(tree: PinTree) -> None:
     assert node.verdict is Verdict.FOREIGN and "not a Longhorn V2 device" in node.reason
 
 
-# ---------------------------------------------------------------- rule 4: a live instance-manager (plan)
+# ---------------------------------------------------------------- rule respect-live-instance-manager (plan)
 
 
 def test_a_running_instance_manager_keeps_an_older_device_whose_backing_is_present(tree: PinTree) -> None:
@@ -259,7 +261,7 @@ def test_a_running_instance_manager_keeps_a_device_of_unknown_age(tree: PinTree)
     assert dm.verdict is Verdict.LIVE and "age is unknown" in dm.reason
 
 
-# ---------------------------------------------------------------- rule 11: fail closed (inventory)
+# ---------------------------------------------------------------- rule fail-closed (inventory)
 
 
 class TableClearedAfterInfo(ToolRunner):
@@ -287,7 +289,7 @@ def test_a_table_changing_between_dmsetups_info_and_table_is_unknown(tree: PinTr
     assert dm.verdict is Verdict.UNKNOWN and "could not be read" in dm.reason
 
 
-# ---------------------------------------------------------------- rule 5: re-check (act)
+# ---------------------------------------------------------------- rule recheck-before-action (act)
 
 
 def test_a_table_reloaded_between_plan_and_act_keeps_the_device(tree: PinTree) -> None:
@@ -422,7 +424,7 @@ def test_an_unreadable_table_at_the_recheck_keeps_the_device_and_what_waits_for_
     assert os.path.exists(tree.p("/dev/longhorn/pvc-eio"))
 
 
-@pytest.mark.parametrize("lock", ["/var/run/longhorn/spdk-pvc-lock.lock", "/var/run/longhorn-spdk.lock"])
+@pytest.mark.parametrize("lock", ["/run/longhorn/spdk-pvc-lock.lock", "/run/longhorn-spdk.lock"])
 def test_a_held_longhorn_lock_keeps_the_volume(tree: PinTree, lock: str) -> None:
     """Longhorn's per-volume lock and its older global lock: either one held skips the volume."""
     plan = stale_volume_plan(tree, "pvc-lock")
@@ -454,7 +456,8 @@ def test_a_namespace_mounted_after_planning_keeps_its_controller(tree: PinTree) 
 def test_a_stopping_actor_starts_nothing(tree: PinTree) -> None:
     """Stop: once lhsweep is stopping, no further removal starts."""
     plan = stale_volume_plan(tree, "pvc-stop")
-    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), should_stop=lambda: True)
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), should_stop=lambda: True,
+                  use_tools=True)
     outcomes = actor.execute(plan, dry_run=False)
     assert {o.result.value for o in outcomes} == {"skipped"}
     assert all("stopping" in o.detail for o in outcomes)
