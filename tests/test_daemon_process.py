@@ -48,7 +48,7 @@ def test_ready_after_boot_sweep_then_pod_loss_removes_leftovers(rig: Rig) -> Non
     rig.crash_im(pod_dir)
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0)
     assert state["triggers"] and set(state["triggers"]) <= {"pod-dir", "cri-event", "uevent"}
-    assert ["dmsetup", "remove", "pvc-a"] in rig.removes()
+    assert ["dmsetup", "remove", "--", "pvc-a"] in rig.removes()
     assert ["nvme", "disconnect", "--nqn", vol.nqn] in rig.removes()
     assert "removed stale dm pvc-a" in rig.stderr()
     assert "lhsweep_removals_total{kind=\"dm\"} 1.0" in Path(rig.metrics_file).read_text()
@@ -129,7 +129,7 @@ def test_hung_dmsetup_neither_stops_watchdog_nor_later_sweeps(rig: Rig) -> None:
     os.mkdir(rig.tree.p(f"{PODS}/later"))
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0)
     assert state["sweep_number"] >= 2
-    assert ["dmsetup", "remove", "pvc-h"] in rig.removes()
+    assert ["dmsetup", "remove", "--", "pvc-h"] in rig.removes()
 
 
 def test_runtime_unknown_at_boot_is_ready_removes_nothing_and_retries(rig: Rig) -> None:
@@ -141,7 +141,7 @@ def test_runtime_unknown_at_boot_is_ready_removes_nothing_and_retries(rig: Rig) 
     rig.start_cri()
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0)
     assert "retry" in state["triggers"]
-    assert ["dmsetup", "remove", "pvc-u"] in rig.removes()
+    assert ["dmsetup", "remove", "--", "pvc-u"] in rig.removes()
 
 
 def test_sigterm_stops_cleanly_within_a_bound(rig: Rig) -> None:
@@ -173,4 +173,4 @@ def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig:
     assert rig.removes() == []
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0, timeout=20)
     assert state["triggers"] == ["resync"]  # no pod-dir, uevent or CRI event: the grace timer
-    assert ["dmsetup", "remove", "pvc-young"] in rig.removes()
+    assert ["dmsetup", "remove", "--", "pvc-young"] in rig.removes()

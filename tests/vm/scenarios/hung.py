@@ -30,7 +30,7 @@ WRAPPER = "/usr/local/sbin/dmsetup"
 WRAPPER_SCRIPT = f"""#!/bin/sh
 # lhvm hung-device scenario: while {ARMED} names a device, `dmsetup remove {VOLUME}` blocks in the
 # kernel (an O_DIRECT read that NVMe multipath queues); everything else is the real dmsetup.
-if [ "$1" = remove ] && [ "$2" = {VOLUME} ] && [ -r {ARMED} ]; then
+if [ "$1" = remove ] && [ "$2" = -- ] && [ "$3" = {VOLUME} ] && [ -r {ARMED} ]; then
     exec dd if="$(cat {ARMED})" of=/dev/null bs=4096 count=1 iflag=direct status=none
 fi
 exec /sbin/dmsetup "$@"
