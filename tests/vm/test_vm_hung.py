@@ -19,7 +19,7 @@ def test_reported_stuck_not_waited_on(vm_scenario: ScenarioResult) -> None:
     stuck = events(vm_scenario, Event.STUCK, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm")
     assert stuck and "abandoned" in stuck[0]["LHSWEEP_REASON"]
     assert facts["stuck_process"] == ["dd D"]
-    assert [s["argv"] for s in facts["stuck_in_state"]] == [["dmsetup", "remove", VOLUME]]
+    assert [s["argv"] for s in facts["stuck_in_state"]] == [["dmsetup", "remove", "--", VOLUME]]
 
 
 def test_watchdog_did_not_fire(vm_scenario: ScenarioResult) -> None:

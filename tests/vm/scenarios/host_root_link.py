@@ -47,27 +47,26 @@ def main() -> None:
     crash.crash(manager, volume, wait_gone=True)
     facts["var_run"] = os.readlink("/var/run")
     # Every step's result is recorded before any is checked: a reverted fix shows in all of them.
-    facts["no_proc"] = lhsweep_in_container("scan", extra=f"umount -l {ROOT}/proc && ")
+    facts["no_proc"] = no_proc = lhsweep_in_container("scan", extra=f"umount -l {ROOT}/proc && ")
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     holder = subprocess.Popen(["flock", "--no-fork", LOCK, "sleep", "600"])
     try:
         wait_for(f"{LOCK} to be held", lambda: run("flock", "-n", "-E", "7", LOCK, "true").returncode == 7
                  or None, timeout=30)
-        facts["locked"] = lhsweep_in_container("sweep")
-        facts["dm_while_locked"] = snapshot()["dm"]
+        facts["locked"] = locked = lhsweep_in_container("sweep")
+        facts["dm_while_locked"] = dm_while_locked = snapshot()["dm"]
     finally:
         holder.kill()
         holder.wait()
-    facts["released"] = lhsweep_in_container("sweep")
+    facts["released"] = released = lhsweep_in_container("sweep")
     after = snapshot()
     facts["after"] = after
-    no_proc, locked, released = facts["no_proc"], facts["locked"], facts["released"]
     check(set(verdicts(no_proc).values()) == {"unknown"}, f"without /proc: {verdicts(no_proc)}")
     check(any("mounts unknown" in e["reason"] for e in no_proc["entries"]), "mounts unknown not named")
     check({a["result"] for a in locked["actions"]} == {"skipped"},
           f"actions while the host's lock was held: {locked['actions']}")
     check(any(LOCK in a["detail"] for a in locked["actions"]), "the host's lock is not named")
-    check(VOLUME in facts["dm_while_locked"], "removed while Longhorn's lock was held")
+    check(VOLUME in dm_while_locked, "removed while Longhorn's lock was held")
     check({a["result"] for a in released["actions"]} == {"removed"}, f"after release: {released['actions']}")
     check(VOLUME not in after["dm"] and VOLUME not in after["longhorn"], "not swept once the lock was free")
     service.configure()  # the daemon's usual endpoints again for the scenarios after this one
