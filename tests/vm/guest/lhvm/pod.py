@@ -202,7 +202,8 @@ def start(timeout: float = 240.0) -> None:
 
 
 def stop() -> None:
-    """Stop and remove the pod (nothing when none runs)."""
+    """Stop the host service the .deb enabled (one or the other, never both), and remove the pod."""
+    service.stop()
     if not _Pod.sandbox_id:
         return
     client = Cri()
