@@ -7,7 +7,7 @@ import pytest
 from tests.vm.checks import guest_passed
 from tests.vm.harness import ScenarioResult
 
-pytestmark = pytest.mark.vm(scenario="host_root_link", timeout=300, deb=True)
+pytestmark = pytest.mark.vm(scenario="host_root_link", timeout=420, deb=True)
 VOLUME = "pvc-hostroot"
 LOCK = f"/run/longhorn/spdk-{VOLUME}.lock"
 
