@@ -38,8 +38,9 @@ REPO = Path(__file__).resolve().parents[2]
 TABLE = Path(__file__).resolve().with_name("mutants.toml")
 # The safety rules of the design notes a mutant may weaken.
 RULES = frozenset({
-    "prove-ownership", "never-touch-busy", "unknown-runtime", "respect-live-im",
-    "recheck-before-action", "never-follow-links", "node-name-matches-device", "fail-closed",
+    "prove-ownership", "never-touch-busy", "unknown-runtime-acts-not",
+    "respect-live-instance-manager", "recheck-before-action", "no-links-block-nodes-only",
+    "node-name-matches-device", "fail-closed", "kubelets-runtime-only",
 })
 MUTANT_KEYS = frozenset({"id", "rule", "file", "original", "replacement", "description", "reviewed",
                          "tests"})
