@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import math
 from contextlib import redirect_stderr, redirect_stdout
@@ -17,9 +19,13 @@ from lhsweep.cli import main
 from lhsweep.config import KEYS, Config, TomlReader, load, parse, render, toml_value
 from lhsweep.errors import ConfigError
 
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the tests run on 3.11+ only
-toml = pytest.importorskip("toml")
-READERS: dict[str, TomlReader] = {"tomllib": tomllib.loads, "toml": config_module.toml_library_loads}
+# The readers this interpreter has (%check runs this file on EL9's 3.9 without tomllib and on
+# Fedora 44+ without toml).
+READERS: dict[str, TomlReader] = {}
+if importlib.util.find_spec("tomllib"):
+    READERS["tomllib"] = importlib.import_module("tomllib").loads
+if importlib.util.find_spec("toml"):
+    READERS["toml"] = config_module.toml_library_loads
 
 
 @pytest.fixture(autouse=True, params=sorted(READERS))
@@ -187,8 +193,10 @@ def test_fuzz_mutated_files_exit_0_or_78_without_a_traceback(tmp_path: Path, tex
 @given(text=_mutated())
 def test_fuzz_each_reader_reads_a_file_as_tomllib_does(reader: str, text: str) -> None:
     """A file means the same Config, or is refused, whichever reader the interpreter gives."""
+    if "tomllib" not in READERS:
+        pytest.skip("no tomllib on this interpreter")
     outcomes = []
-    for loads in (READERS[reader], tomllib.loads):
+    for loads in (READERS[reader], READERS["tomllib"]):
         config_module._read_toml = loads  # the fixture's monkeypatch restores it
         try:
             outcomes.append(parse(text, "f.toml"))
@@ -202,12 +210,20 @@ _VALUES = st.one_of(_TEXT, st.integers(-(2**63), 2**63 - 1), st.booleans(), st.l
                     st.floats(allow_nan=False), st.just(math.nan))
 
 
+def _quotes_only(value: Any) -> bool:
+    """Whether value is, or lists, a string of double quotes only."""
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(item, str) and item and not item.strip('"') for item in items)
+
+
 @settings(max_examples=500, deadline=None)
 @given(value=_VALUES)
 def test_every_rendered_value_reads_back_equal_through_both_readers(value: Any) -> None:
     """render() writes TOML itself: strings escaped, ints, floats (inf, nan), bools, string lists."""
     line = f"v = {toml_value(value)}\n"
-    for loads in READERS.values():
+    for name, loads in READERS.items():
+        if name == "toml" and _quotes_only(value):
+            continue  # the toml library reads "\"" and "\u0022" as "" (docs/design.md)
         read = loads(line)["v"]
         if isinstance(value, float) and math.isnan(value):
             assert math.isnan(read)
