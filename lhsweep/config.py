@@ -8,12 +8,12 @@ import re
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional
 
-import toml
-
 from lhsweep.errors import ConfigError
 from lhsweep.render import echo
 
 DEFAULT_PATH = "/etc/lhsweep/lhsweep.toml"
+
+TomlReader = Callable[[str], dict[str, Any]]
 
 # How much of a bad value an error message echoes back.
 ECHO_LIMIT = 80
@@ -221,10 +221,39 @@ KEYS = (
 )
 
 
+# What TOML 1.0 allows nowhere in a document (tab, LF and CRLF aside), which the toml library
+# lets pass in comments: refused up front, so the fallback reads no file that tomllib refuses.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
+
+
+def toml_library_loads(text: str) -> dict[str, Any]:
+    """Read TOML with the toml library (Python < 3.11), refusing the control characters it allows."""
+    import toml  # noqa: PLC0415 - installed only where the interpreter lacks tomllib
+
+    bad = _CONTROL.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise ValueError(f"invalid character {bad.group()!r} (at line {line})")
+    return toml.loads(text)
+
+
+def toml_reader() -> TomlReader:
+    """The standard library's tomllib where the interpreter has it (3.11+), else the toml library."""
+    try:
+        import tomllib  # noqa: PLC0415  # novermin - Python 3.11+, else the fallback below
+    except ImportError:  # Python 3.9 and 3.10 (EL9): the toml package, a dependency only there
+        return toml_library_loads
+    return tomllib.loads
+
+
+# Chosen once; tests/test_config.py runs every config test with each reader in turn.
+_read_toml: TomlReader = toml_reader()
+
+
 def parse(text: str, path: str) -> Config:
     """Parse TOML text into a Config; raises ConfigError naming `path` and the key."""
     try:
-        data = toml.loads(text)
+        data = _read_toml(text)
     except Exception as exc:  # the toml library raises odd types (AttributeError...) on odd input
         raise ConfigError(path, "", f"not valid TOML: {_first_line(exc)}") from None
     known = {(k.section, k.key): k for k in KEYS}
@@ -293,11 +322,29 @@ def render(config: Config) -> str:
         if value is None:
             lines.append(f"# {spec.key}: not set")
         else:
-            lines.append(f"{spec.key} = {_toml_value(value)}")
+            lines.append(f"{spec.key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, tuple):
-        value = list(value)
-    return toml.dumps({"v": value}).partition("=")[2].strip()
+def toml_value(value: Any) -> str:
+    """One config value as TOML: a string, int, float, bool or list (tuple) of strings."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # repr's inf, -inf, nan, 1e+20 and 0.25 are TOML floats as written
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+# TOML basic strings: a backslash and every ASCII control character are escaped; so are a double
+# quote and a comma, as \u escapes, which the toml library misreads in an array otherwise.
+_SHORT_ESCAPES = {"\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_ESCAPES: dict[int, str] = {**{c: f"\\u{c:04x}" for c in [*range(0x20), 0x7F, ord('"'), ord(",")]},
+                            **{ord(c): escaped for c, escaped in _SHORT_ESCAPES.items()}}
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.translate(_ESCAPES) + '"'

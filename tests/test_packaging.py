@@ -17,7 +17,7 @@ import toml
 
 from lhsweep import __version__
 from lhsweep.cli import build_parser
-from lhsweep.config import KEYS, Config, parse
+from lhsweep.config import KEYS, Config, parse, toml_value
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "lhsweep.service"
@@ -38,9 +38,11 @@ SHIPPED = (
 )
 MODULES = ("lhsweep/__init__.py", "lhsweep/cli.py", "lhsweep/cri/runtime_pb2.py",
            "lhsweep/cri/runtime.proto", "lhsweep/daemon/__init__.py")
-# The floors: the oldest versions lhsweep is tested on (dev/deps/oldest.pip, .venv-oldest).
+# The floors: the oldest versions lhsweep is tested on (dev/deps/oldest.pip, .venv-oldest). toml
+# only without tomllib: dh-python writes pyproject's `toml; python_version < "3.11"` as an
+# alternative that Debian 12's python3 (3.11) meets, so no python3-toml is installed there.
 DEB_DEPENDS = ("python3-pyroute2 (>= 0.5.14)", "python3-systemd (>= 234)", "python3-sdnotify (>= 0.3)",
-               "python3-toml (>= 0.10)", "python3-grpcio (>= 1.46)", "python3-protobuf (>= 3.14)",
+               "python3-toml | python3 (>> 3.11)", "python3-grpcio (>= 1.46)", "python3-protobuf (>= 3.14)",
                "python3-prometheus-client (>= 0.16)", "dmsetup", "nvme-cli")
 MATRIX = toml.loads((ROOT / "packaging" / "distro-matrix.toml").read_text())["targets"]
 # Requires an RPM carries besides the packages of the matrix (rpm's own, the scriptlets' shell).
@@ -143,7 +145,7 @@ def test_man5_documents_each_key_with_its_default(spec: Any) -> None:
     elif not values:
         assert "Default:[]" in entry
     for value in values:
-        rendered = toml.dumps({"v": value}).partition("=")[2].strip()
+        rendered = toml_value(value)
         assert rendered.replace(" ", "") in entry, (spec.key, rendered)
 
 
@@ -453,6 +455,14 @@ def test_rpm_requires_resolve_against_the_matrix(rpms: dict[str, Path], target: 
         available = provides[name]["version"]
         if floor and available != "unverified":
             assert _version(available) >= _version(floor), (requirement, available)
+
+
+@pytest.mark.parametrize("target", MATRIX)
+def test_rpm_requires_toml_only_without_tomllib(rpms: dict[str, Path], target: str) -> None:
+    """The toml package is required exactly where the target's Python (< 3.11) lacks tomllib."""
+    requires = _rpm_query(rpms[target], "--requires")
+    lacks_tomllib = _version(MATRIX[target]["python"]) < (3, 11)
+    assert any(r.split()[0].endswith("-toml") for r in requires) == lacks_tomllib, requires
 
 
 @pytest.mark.parametrize("target", MATRIX)
