@@ -135,7 +135,7 @@ def test_hung_dmsetup_neither_stops_watchdog_nor_later_sweeps(rig: Rig) -> None:
     assert rig.tree.dm("pvc-h")  # still there: nothing removed while dmsetup hangs
 
     rig.tree.set_dm("pvc-h", hang_seconds=0)
-    os.mkdir(rig.tree.p(f"{PODS}/later"))
+    rig.daemon.send_signal(signal.SIGHUP)  # a pod directory the runtime does not know would be "unknown"
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0)
     assert state["sweep_number"] >= 2
     assert ["dmsetup", "remove", "--", "pvc-h"] in rig.removes()
@@ -262,7 +262,7 @@ def test_a_hung_in_process_removal_is_reported_and_the_watchdog_keeps_going(rig:
 
     os.unlink(attribute)
     Path(attribute).write_text("")
-    os.mkdir(rig.tree.p(f"{PODS}/later"))
+    rig.daemon.send_signal(signal.SIGHUP)
     rig.wait_state(lambda s: any(a["name"] == vol.nqn and a["result"] == "removed"
                                  for a in s["report"]["actions"]))
     assert Path(attribute).read_text() == "1"
