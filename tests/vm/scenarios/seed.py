@@ -8,7 +8,7 @@ torn down with no clean shutdown; the running lhsweep service must remove the dm
 from __future__ import annotations
 
 from lhvm import crash, nvmet, service, volumes
-from lhvm.observe import Facts, snapshot
+from lhvm.observe import Facts, longhorn_nodes, snapshot
 from lhvm.proc import sh, wait_for
 
 from lhsweep.journal import Event  # installed by the .deb under test
@@ -34,6 +34,8 @@ def main() -> None:
     removed = service.wait_entry(Event.REMOVED, since, timeout=60, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm")
     facts["removed_entry"] = service.fields_of(removed)
     wait_for("the controller to go", lambda: not nvmet.controllers(volume.nqn), timeout=120)
+    # The controller may also vanish by itself (ctrl_loss_tmo): wait for the node's removal too.
+    wait_for("the node to go", lambda: VOLUME not in longhorn_nodes(), timeout=60)
     after = snapshot()
     facts["after"] = after
     facts["scan_after"] = service.scan()
