@@ -224,7 +224,7 @@ def test_a_busy_leftover_freed_without_a_uevent_is_rechecked_soon(rig: Rig) -> N
     rig.tree.set_dm("pvc-held", open=0)  # the reader closes it: no uevent, no pod change
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0)
     assert state["triggers"] == ["busy-recheck"]
-    assert ["dmsetup", "remove", "pvc-held"] in rig.removes()
+    assert ["dmsetup", "remove", "--", "pvc-held"] in rig.removes()
 
 
 def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig: Rig) -> None:
