@@ -259,3 +259,12 @@ def test_names_that_are_not_longhorn_shaped_never_become_paths() -> None:
     v = verdicts(plan)
     assert v[("nvme", f"{LONGHORN_NQN_PREFIX}volume-/../../x")] == "foreign"
     assert v[("dm", "Bad Name")] == "foreign"
+
+
+def test_unknown_dev_longhorn_leaves_a_device_whose_backing_is_gone_unknown() -> None:
+    """Fail closed: with /dev/longhorn unreadable, the node that could prove ownership is unknown."""
+    host = Host()
+    host.add_dm("pvc-gone", (DmTarget(0, 8, "linear", DevNum(259, 99)),))
+    host.unknown["nodes"] = "/dev/longhorn: cannot open: Permission denied"
+    entry = plan_of(host).entries[0]
+    assert entry.verdict.value == "unknown" and "backing 259:99 is gone" in entry.reason

@@ -22,6 +22,7 @@ from lhsweep.act import Actor
 from lhsweep.config import Config
 from lhsweep.host import HostRoot
 from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
+from lhsweep.longhorn import volume_lock_path
 from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
 from lhsweep.tools import ToolResult, ToolRunner
@@ -497,3 +498,31 @@ def test_a_device_renamed_while_it_is_rechecked_stays(tree: PinTree) -> None:
     dm = execute(tree, plan)[(Kind.DM, "pvc-old-name")]
     assert dm.result.value == "skipped" and "could not be read" in dm.detail
     assert removed_dm(tree) == []
+
+
+def test_a_node_whose_device_was_mounted_after_planning_stays(tree: PinTree) -> None:
+    """The node re-check re-reads usage: its device number was mounted after planning."""
+    tree.add_node("pvc-orphan", "253:77")
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.NODE, "pvc-orphan").verdict is Verdict.STALE
+    tree.add_mount("253:77", "/mnt/late")
+    node = execute(tree, plan)[(Kind.NODE, "pvc-orphan")]
+    assert node.result.value == "skipped" and "became busy" in node.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-orphan"))
+
+
+def test_mounts_unreadable_at_the_recheck_keep_the_node(tree: PinTree) -> None:
+    """Fail closed at the re-check: mounts that can no longer be read are not 'no mounts'."""
+    tree.add_node("pvc-blind", "253:78")
+    plan = plan_of(tree)
+    os.unlink(tree.p("/proc/1/mountinfo"))
+    node = execute(tree, plan)[(Kind.NODE, "pvc-blind")]
+    assert node.result.value == "skipped" and "cannot tell whether it is in use" in node.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-blind"))
+
+
+def test_a_name_longhorn_never_gives_never_becomes_a_lock_path() -> None:
+    """Only a Longhorn-shaped volume name is turned into a path under /run/longhorn."""
+    assert volume_lock_path("pvc-1") == "/run/longhorn/spdk-pvc-1.lock"
+    with pytest.raises(ValueError, match="not a Longhorn volume name"):
+        volume_lock_path("../../etc/x")
