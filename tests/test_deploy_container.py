@@ -172,6 +172,6 @@ def test_in_a_container_decisions_go_to_stdout_and_metrics_over_http(rig: Rig) -
     assert any(line.startswith("lhsweep: notice: removed stale dm pvc-a [event=removed device=pvc-a")
                for line in lines)
     assert all(line.startswith("lhsweep: ") for line in lines)  # one line per entry
-    assert ["dmsetup", "remove", "pvc-a"] in rig.removes()
+    assert ["dmsetup", "remove", "--", "pvc-a"] in rig.removes()
     assert 'lhsweep_removals_total{kind="dm"} 1.0' in get(port, "/metrics")[1]
     assert rig.stderr() == ""
