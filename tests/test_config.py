@@ -216,14 +216,25 @@ def _quotes_only(value: Any) -> bool:
     return any(isinstance(item, str) and item and not item.strip('"') for item in items)
 
 
+def _backslash_after_u_escape(value: Any) -> bool:
+    """Whether a string has a backslash after a character rendered as a \\u escape (a control
+    character, '"' or ','): the toml library then misreads the escaped backslash."""
+    items = value if isinstance(value, list) else [value]
+    for item in (i for i in items if isinstance(i, str)):
+        first = next((k for k, c in enumerate(item) if ord(c) < 0x20 or c in '\x7f",'), None)
+        if first is not None and "\\" in item[first:]:
+            return True
+    return False
+
+
 @settings(max_examples=500, deadline=None)
 @given(value=_VALUES)
 def test_every_rendered_value_reads_back_equal_through_both_readers(value: Any) -> None:
     """render() writes TOML itself: strings escaped, ints, floats (inf, nan), bools, string lists."""
     line = f"v = {toml_value(value)}\n"
     for name, loads in READERS.items():
-        if name == "toml" and _quotes_only(value):
-            continue  # the toml library reads "\"" and "\u0022" as "" (docs/design.md)
+        if name == "toml" and (_quotes_only(value) or _backslash_after_u_escape(value)):
+            continue  # the toml library's own misreadings (docs/design.md)
         read = loads(line)["v"]
         if isinstance(value, float) and math.isnan(value):
             assert math.isnan(read)

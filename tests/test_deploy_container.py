@@ -22,6 +22,7 @@ from lhsweep.daemon.loop import STALL_SLACK_S, Daemon, Parts
 from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.worker import SweepFn, TrackedRunner
 from lhsweep.journal import Journal
+from lhsweep.progress import Progress
 from lhsweep.tools import KILL_GRACE_S
 from tests.daemonrig import FAKES, REPO, Rig
 
@@ -67,7 +68,7 @@ def _unused(*_: object) -> object:
 @pytest.fixture
 def idle_daemon() -> Daemon:
     """A Daemon that is never run: Health reads its counters and stall rule."""
-    def sweeper(host_root: str, runner: TrackedRunner) -> SweepFn:
+    def sweeper(host_root: str, runner: TrackedRunner, progress: Progress) -> SweepFn:
         return _unused  # type: ignore[return-value]
 
     parts = Parts(sweeper=sweeper, pod_watcher=_unused, uevents=_unused,  # type: ignore[arg-type]
@@ -169,8 +170,8 @@ def test_in_a_container_decisions_go_to_stdout_and_metrics_over_http(rig: Rig) -
     assert lines[0] == (f"lhsweep: info: serving /metrics, /healthz and /readyz on port {port} "
                         "[event=lifecycle]")
     assert lines[1].startswith("lhsweep: info: lhsweep daemon started")
-    assert any(line.startswith("lhsweep: notice: removed stale dm pvc-a [event=removed device=pvc-a")
-               for line in lines)
+    assert any(line.startswith("lhsweep: notice: removed stale dm pvc-a (")
+               and "[event=removed device=pvc-a " in line for line in lines)
     assert all(line.startswith("lhsweep: ") for line in lines)  # one line per entry
     assert ["dmsetup", "remove", "--", "pvc-a"] in rig.removes()
     assert 'lhsweep_removals_total{kind="dm"} 1.0' in get(port, "/metrics")[1]
