@@ -10,7 +10,7 @@ from tests.vm.harness import ScenarioResult
 
 pytestmark = pytest.mark.vm(scenario="lock_held", timeout=240, deb=True)
 VOLUME = "pvc-locked"
-LOCK = f"/var/run/longhorn/spdk-{VOLUME}.lock"  # as lhsweep names it (/var/run -> /run)
+LOCK = f"/run/longhorn/spdk-{VOLUME}.lock"  # as lhsweep names it (/var/run links to /run)
 
 
 def test_skipped_while_locked(vm_scenario: ScenarioResult) -> None:

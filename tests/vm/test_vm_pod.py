@@ -73,7 +73,10 @@ def test_live_instance_manager_volumes_untouched_by_the_pod(vm_scenario: Scenari
 @pod_scenario("pod_v1_encrypted")
 def test_v1_encrypted_volumes_untouched_by_the_pod(vm_scenario: ScenarioResult) -> None:
     assert_pod_healthy(vm_scenario)
-    assert {device for _, device in pod_removed(vm_scenario)} == {"pvc-v1ctl"}
+    removed = pod_removed(vm_scenario)
+    # The control volume's dm device and node; its controller too unless ctrl_loss_tmo beat lhsweep.
+    assert {(k, d) for k, d in removed if k != "nvme"} == {("dm", "pvc-v1ctl"), ("node", "pvc-v1ctl")}
+    assert all(d.startswith("nqn.2023-01.io.longhorn.spdk:pvc-v1ctl-") for k, d in removed if k == "nvme")
     foreign = pod_events(vm_scenario, Event.DECISION, LHSWEEP_KIND="dm", LHSWEEP_VERDICT="foreign")
     assert {e["LHSWEEP_DEVICE"] for e in foreign} >= {"pvc-v1enc", "pvc-v1node"}
 
