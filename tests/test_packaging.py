@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import toml
+import tomllib
 
 from lhsweep import __version__
 from lhsweep.cli import build_parser
@@ -44,7 +44,7 @@ MODULES = ("lhsweep/__init__.py", "lhsweep/cli.py", "lhsweep/cri/runtime_pb2.py"
 DEB_DEPENDS = ("python3-pyroute2 (>= 0.5.14)", "python3-systemd (>= 234)", "python3-sdnotify (>= 0.3)",
                "python3-toml | python3 (>> 3.11)", "python3-grpcio (>= 1.46)", "python3-protobuf (>= 3.14)",
                "python3-prometheus-client (>= 0.16)", "dmsetup", "nvme-cli")
-MATRIX = toml.loads((ROOT / "packaging" / "distro-matrix.toml").read_text())["targets"]
+MATRIX = tomllib.loads((ROOT / "packaging" / "distro-matrix.toml").read_text())["targets"]
 # Requires an RPM carries besides the packages of the matrix (rpm's own, the scriptlets' shell).
 RPM_INTERNAL = re.compile(r"^(rpmlib\(|/bin/sh$|config\(lhsweep\) )")
 
@@ -92,7 +92,7 @@ def roff_text(text: str) -> str:
 
 def test_every_version_is_the_pyproject_version() -> None:
     """pyproject, the package, debian/changelog, the spec and the man pages name one version."""
-    version = toml.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     changelog = (ROOT / "debian" / "changelog").read_text().splitlines()[0]
     spec = (ROOT / "packaging" / "lhsweep.spec").read_text()
     assert __version__ == version
@@ -116,7 +116,7 @@ def test_default_config_lists_every_key_at_its_default_commented_out() -> None:
     text = DEFAULT_CONFIG.read_text()
     assert parse(text, str(DEFAULT_CONFIG)) == Config()
     uncommented = re.sub(r"^#(\w+ = )", r"\1", text, flags=re.M)
-    data = toml.loads(uncommented)
+    data = tomllib.loads(uncommented)
     valued = [k for k in KEYS if getattr(Config(), k.field_name) is not None]
     assert {(s, k) for s, table in data.items() for k in table} == {(k.section, k.key) for k in valued}
     assert parse(uncommented, str(DEFAULT_CONFIG)) == Config()
