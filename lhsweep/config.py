@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Optional
 
 from lhsweep.errors import ConfigError
+from lhsweep.longhorn import DATA_PATH
 from lhsweep.render import echo
 
 DEFAULT_PATH = "/etc/lhsweep/lhsweep.toml"
@@ -39,7 +40,7 @@ class Config:
     cri_timeout: float = 2.0
     cri_poll_interval: float = 10.0
     longhorn_namespace: str = "longhorn-system"
-    longhorn_data_path: str = "/var/lib/longhorn"
+    longhorn_data_path: str = DATA_PATH
     kubelet_root: str = "/var/lib/kubelet"
     sweep_grace_period: float = 30.0
     sweep_dry_run: bool = False

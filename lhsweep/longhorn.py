@@ -1,10 +1,9 @@
-"""Longhorn V2 naming facts: volume names, NQNs, lock files, engine-frontend records."""
+"""Longhorn V2 naming facts: volume names, NQNs, lock files, where engine-frontend records are."""
 
 from __future__ import annotations
 
 import re
 
-from lhsweep.host import HostRoot
 from lhsweep.model import LONGHORN_NQN_PREFIX
 
 # Longhorn names (volumes, lvols, engines): lowercase letters, digits, '.', '_' and '-'.
@@ -15,6 +14,9 @@ ENCRYPTED_SUFFIX = "-encrypted"
 # a link to /run: lhsweep names the real directory.
 LEGACY_LOCK = "/run/longhorn-spdk.lock"
 LOCK_DIR = "/run/longhorn"
+# Longhorn's default data path (longhorn.data_path); v1.12+ keeps engine-frontend records below it.
+DATA_PATH = "/var/lib/longhorn"
+FRONTEND_RECORD = "enginefrontend.json"
 
 
 def fits_name(name: str) -> bool:
@@ -42,11 +44,6 @@ def volume_lock_path(name: str) -> str:
     return f"{LOCK_DIR}/spdk-{name}.lock"
 
 
-def frontend_records(host: HostRoot, data_path: str) -> frozenset[str]:
-    """Volumes with a persisted engine-frontend record (v1.12+ re-adopts their devices)."""
-    base = f"{data_path.rstrip('/')}/metadata/enginefrontends"
-    return frozenset(
-        name
-        for name in host.listdir(base)
-        if fits_name(name) and host.exists(f"{base}/{name}/enginefrontend.json")
-    )
+def frontend_records_dir(data_path: str) -> str:
+    """The directory of per-volume engine-frontend records (<dir>/<volume>/enginefrontend.json)."""
+    return f"{data_path.rstrip('/')}/metadata/enginefrontends"

@@ -197,6 +197,8 @@ class Inventory:
     problems: tuple[str, ...] = ()
     openers: Fact[tuple[Opener, ...]] = ()
     loops: Fact[tuple[LoopDevice, ...]] = ()
+    # Volumes with an engine-frontend record (Longhorn v1.12+ re-adopts their devices).
+    frontend_records: Fact[frozenset[str]] = frozenset()
 
 
 # ---------------------------------------------------------------- runtime
@@ -310,6 +312,8 @@ class Entry:
     after: tuple[tuple[Kind, str], ...] = ()
     # For busy entries: what uses it ("pvc-1 is mounted on /var/lib/...", "held by dm-3 (...)").
     holders: tuple[str, ...] = ()
+    # For an entry kept only for its youth: when it leaves the grace period (epoch ns).
+    grace_ends_ns: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -317,9 +321,12 @@ class Plan:
     """Every entry with its verdict; `removals` are the stale ones in the order to remove them."""
 
     entries: tuple[Entry, ...]
-    # When the youngest entry kept only by the grace period grows out of it (epoch ns), if any:
-    # a daemon sweeps again then rather than at its next slow resync.
-    recheck_at_ns: Optional[int] = None
+
+    @property
+    def next_grace_end_ns(self) -> Optional[int]:
+        """When the first entry kept only for its youth leaves the grace period (epoch ns), if any:
+        a daemon sweeps again then rather than at its next slow resync."""
+        return min((e.grace_ends_ns for e in self.entries if e.grace_ends_ns is not None), default=None)
 
     @property
     def removals(self) -> tuple[Entry, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 from lhsweep.config import Config
 from lhsweep.longhorn import ENCRYPTED_SUFFIX, fits_name, volume_of_nqn
@@ -48,12 +48,16 @@ class _Index:
     nodes: dict[str, LonghornNode]
     # Why /dev/longhorn could not be read ("" when it was).
     nodes_unknown: str
+    # Volumes with an engine-frontend record, and why the records could not be read ("" when they were).
+    frontend_records: frozenset[str]
+    records_unknown: str
 
     @classmethod
     def build(cls, inv: Inventory) -> _Index:
         """Index `inv` by device number and name."""
         block_by_dev = {b.dev: b.name for b in inv.block_devices}
         nodes = inv.nodes if not isinstance(inv.nodes, Unknown) else ()
+        records = inv.frontend_records
         return cls(
             block_by_dev=block_by_dev,
             dm_by_dev={d.dev: d for d in inv.dm_devices},
@@ -65,6 +69,8 @@ class _Index:
             usage=Usage.of(inv),
             nodes={n.name: n for n in nodes},
             nodes_unknown=inv.nodes.reason if isinstance(inv.nodes, Unknown) else "",
+            frontend_records=records if not isinstance(records, Unknown) else frozenset(),
+            records_unknown=records.reason if isinstance(records, Unknown) else "",
         )
 
 
@@ -76,24 +82,29 @@ class _Context:
     runtime: RuntimeView
     config: Config
     now_ns: int
-    frontend_records: frozenset[str]
     # Creation time of the oldest live instance-manager container, None when none runs.
     live_since_ns: Optional[int]
     # The live instance-manager pod names, for reasons.
     im_names: str
     grace_ns: int
-    # Filled while planning: when each entry kept only for its youth leaves the grace period.
-    grace_ends_ns: list[int] = field(default_factory=list)
 
     @classmethod
-    def build(cls, inv: Inventory, runtime: RuntimeView, config: Config, now: float,
-              frontend_records: frozenset[str]) -> _Context:
+    def build(cls, inv: Inventory, runtime: RuntimeView, config: Config, now: float) -> _Context:
         """Index the inventory and work out once what every entry's verdict looks at."""
         live = runtime.live_instance_managers
-        return cls(_Index.build(inv), runtime, config, int(now * 1e9), frontend_records,
+        return cls(_Index.build(inv), runtime, config, int(now * 1e9),
                    min(im.created_at_ns for im in live) if live else None,
                    ", ".join(sorted(im.pod_name for im in live)),
                    int(config.sweep_grace_period * 1e9))
+
+
+class _Verdict(NamedTuple):
+    """A verdict with its reason, what makes it busy, and when only youth keeps it (epoch ns)."""
+
+    verdict: Verdict
+    reason: str
+    holders: tuple[str, ...] = ()
+    grace_ends_ns: Optional[int] = None
 
 
 @dataclass
@@ -108,18 +119,23 @@ class _Draft:
     volume: str = ""
     order: int = 0
     after: list[tuple[Kind, str]] = field(default_factory=list)
-    holders: list[str] = field(default_factory=list)
+    holders: tuple[str, ...] = ()
+    grace_ends_ns: Optional[int] = None
+
+    def decided(self, verdict: _Verdict, what: str) -> None:
+        """Take `verdict`, its reason followed by `what` the entry is."""
+        self.verdict, self.reason = verdict.verdict, f"{verdict.reason}{what}"
+        self.holders, self.grace_ends_ns = verdict.holders, verdict.grace_ends_ns
 
     def freeze(self) -> Entry:
         """The finished, immutable entry."""
         return Entry(self.kind, self.name, self.verdict, self.reason, self.identity,
-                     self.volume, self.order, tuple(self.after), tuple(self.holders))
+                     self.volume, self.order, tuple(self.after), self.holders, self.grace_ends_ns)
 
 
-def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: float,
-              frontend_records: frozenset[str] = frozenset()) -> Plan:
+def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: float) -> Plan:
     """Give every host object a verdict and a reason; only stale entries are ever removed."""
-    ctx = _Context.build(inventory, runtime, config, now, frontend_records)
+    ctx = _Context.build(inventory, runtime, config, now)
     dm = _plan_dm_devices(ctx)
     nodes = {n.name: _plan_node(ctx, n, dm) for n in ctx.idx.nodes.values()}
     stale_nodes_by_dev: dict[DevNum, list[str]] = {}
@@ -129,7 +145,7 @@ def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: f
     nvme = [_plan_subsystem(ctx, s, dm, stale_nodes_by_dev) for s in inventory.subsystems if s.controllers]
     drafts = [*dm.values(), *nodes.values(), *nvme]
     entries = tuple(d.freeze() for d in sorted(drafts, key=lambda d: (d.kind.value, d.name)))
-    return Plan(entries, min(ctx.grace_ends_ns, default=None))
+    return Plan(entries)
 
 
 # ---------------------------------------------------------------- dm devices
@@ -154,16 +170,17 @@ def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
         return _plan_dm_group(ctx, parent)
     owned, why = _owner_reason(ctx, dm)
     if not owned:
-        verdict = Verdict.FOREIGN if owned is False else Verdict.UNKNOWN
-        return {dm.name: _Draft(Kind.DM, dm.name, verdict, why, _identity(dm))}
+        unowned = Verdict.FOREIGN if owned is False else Verdict.UNKNOWN
+        return {dm.name: _Draft(Kind.DM, dm.name, unowned, why, _identity(dm))}
     child = _encrypted_child(ctx, dm)
     members = [dm] if child is None else [child, dm]
-    verdict, reason, busy = _dm_verdict(ctx, dm, child, why)
+    verdict = _dm_verdict(ctx, dm, child)
     group: dict[str, _Draft] = {}
     for member in members:
         is_child = member is child
-        draft = _Draft(Kind.DM, member.name, verdict, reason, _identity(member), dm.name,
-                       ORDER_DM_CHILD if is_child else ORDER_DM, holders=busy)
+        draft = _Draft(Kind.DM, member.name, Verdict.UNKNOWN, "", _identity(member), dm.name,
+                       ORDER_DM_CHILD if is_child else ORDER_DM)
+        draft.decided(verdict, f" ({why})")
         if child is not None and not is_child:
             draft.after.append((Kind.DM, child.name))
         group[member.name] = draft
@@ -247,49 +264,52 @@ def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[
     return False, f"backing {backing} is gone and nothing proves the device was Longhorn's"
 
 
-def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice],
-                why: str) -> tuple[Verdict, str, list[str]]:
-    """Verdict of an owned dm device (and its child): runtime, age, then busy."""
+def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> _Verdict:
+    """Verdict of an owned dm device (and its child)."""
     backing_present = dm.targets is not None and dm.targets[0].backing in ctx.idx.block_by_dev
     node = ctx.idx.nodes.get(dm.name)
     age_ns = node.ctime_ns if node is not None and node.rdev == dm.dev else None
-    held = _liveness(ctx, dm.name, age_ns, backing_present)
+    return _verdict(ctx, dm.name, age_ns, backing_present, lambda: _dm_busy(ctx, dm, child))
+
+
+def _verdict(ctx: _Context, volume: str, age_ns: Optional[int], backing_present: bool,
+             use: Callable[[], DeviceUse]) -> _Verdict:
+    """Runtime and age first, then who uses it (asked only then): an owned entry's verdict."""
+    held = _liveness(ctx, volume, age_ns, backing_present)
     if held is not None:
-        return held[0], f"{held[1]} ({why})", []
-    use = _dm_busy(ctx, dm, child)
-    if use.busy:
-        return Verdict.BUSY, f"{'; '.join(use.busy)} ({why})", list(use.busy)
-    if use.unknown:
-        return Verdict.UNKNOWN, f"{_cannot_tell(use)} ({why})", []
-    return Verdict.STALE, f"{_stale_because(ctx)} ({why})", []
-
-
-def _cannot_tell(use: DeviceUse) -> str:
-    return f"cannot tell whether it is in use: {'; '.join(use.unknown)}"
+        return held
+    found = use()
+    if found.busy:
+        return _Verdict(Verdict.BUSY, "; ".join(found.busy), found.busy)
+    if found.unknown:
+        return _Verdict(Verdict.UNKNOWN, f"cannot tell whether it is in use: {'; '.join(found.unknown)}")
+    return _Verdict(Verdict.STALE, _stale_because(ctx))
 
 
 def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
-              backing_present: bool) -> Optional[tuple[Verdict, str]]:
+              backing_present: bool) -> Optional[_Verdict]:
     """Rules unknown-runtime-acts-not and respect-live-instance-manager: a verdict, else None."""
     if ctx.runtime.state is not RuntimeState.KNOWN:
-        return Verdict.UNKNOWN, f"runtime unknown: {ctx.runtime.reason}"
+        return _Verdict(Verdict.UNKNOWN, f"runtime unknown: {ctx.runtime.reason}")
     if ctx.idx.nodes_unknown:  # its age, and which nodes still point at it, are unknown
-        return Verdict.UNKNOWN, f"/dev/longhorn unknown: {ctx.idx.nodes_unknown}"
+        return _Verdict(Verdict.UNKNOWN, f"/dev/longhorn unknown: {ctx.idx.nodes_unknown}")
     if age_ns is not None and ctx.now_ns - age_ns < ctx.grace_ns:
-        ctx.grace_ends_ns.append(age_ns + ctx.grace_ns)
-        return Verdict.LIVE, "younger than the grace period"
+        return _Verdict(Verdict.LIVE, "younger than the grace period", grace_ends_ns=age_ns + ctx.grace_ns)
     since = ctx.live_since_ns
     if since is None:
         return None
     names = ctx.im_names
     if backing_present:
-        return Verdict.LIVE, f"instance-manager {names} is running and may own it"
-    if volume in ctx.frontend_records:
-        return Verdict.LIVE, f"instance-manager {names} may re-adopt it (engine-frontend record)"
+        return _Verdict(Verdict.LIVE, f"instance-manager {names} is running and may own it")
+    if volume in ctx.idx.frontend_records:
+        return _Verdict(Verdict.LIVE, f"instance-manager {names} may re-adopt it (engine-frontend record)")
     if age_ns is None:
-        return Verdict.LIVE, f"instance-manager {names} is running and the device's age is unknown"
+        return _Verdict(Verdict.LIVE, f"instance-manager {names} is running and the device's age is unknown")
     if age_ns >= since:
-        return Verdict.LIVE, f"made after instance-manager {names} started"
+        return _Verdict(Verdict.LIVE, f"made after instance-manager {names} started")
+    if ctx.idx.records_unknown:  # it may have a record
+        return _Verdict(Verdict.UNKNOWN, f"instance-manager {names} is running and may re-adopt it: "
+                        f"{ctx.idx.records_unknown}")
     return None
 
 
@@ -355,7 +375,7 @@ def _node_target(ctx: _Context, node: LonghornNode, rdev: DevNum, dm: dict[str, 
         return
     else:
         what = f"points at {rdev}, which no longer exists"
-    _decide(ctx, draft, node.ctime_ns, what, ctx.idx.usage.of_device(node.name, rdev))
+    _decide(ctx, draft, node.ctime_ns, what, lambda: ctx.idx.usage.of_device(node.name, rdev))
 
 
 def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
@@ -363,6 +383,7 @@ def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
     draft.verdict = dm_draft.verdict
     draft.volume = dm_draft.volume
     draft.holders = dm_draft.holders
+    draft.grace_ends_ns = dm_draft.grace_ends_ns
     draft.reason = f"points at dm {dm_draft.name!r}, which is {dm_draft.verdict.value}: {dm_draft.reason}"
     if dm_draft.verdict is Verdict.STALE:
         # The volume's group: its linear device, and its -encrypted child when there is one.
@@ -373,23 +394,13 @@ def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
 
 def _node_on_namespace(ctx: _Context, node: LonghornNode, ns: NvmeNamespace, draft: _Draft) -> None:
     """A backup initiator's node points straight at a Longhorn NVMe namespace."""
-    use = ctx.idx.usage.of_device(ns.name, ns.dev, ns.holders)
-    _decide(ctx, draft, node.ctime_ns, f"points at Longhorn namespace {ns.name}", use,
-            backing_present=True)
+    _decide(ctx, draft, node.ctime_ns, f"points at Longhorn namespace {ns.name}",
+            lambda: ctx.idx.usage.of_device(ns.name, ns.dev, ns.holders), backing_present=True)
 
 
-def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str, use: DeviceUse,
-            backing_present: bool = False) -> None:
-    held = _liveness(ctx, draft.volume, age_ns, backing_present)
-    if held is not None:
-        draft.verdict, draft.reason = held[0], f"{held[1]}; {what}"
-    elif use.busy:
-        draft.verdict, draft.reason = Verdict.BUSY, f"{'; '.join(use.busy)}; {what}"
-        draft.holders = list(use.busy)
-    elif use.unknown:
-        draft.verdict, draft.reason = Verdict.UNKNOWN, f"{_cannot_tell(use)}; {what}"
-    else:
-        draft.verdict, draft.reason = Verdict.STALE, f"{_stale_because(ctx)}; {what}"
+def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str,
+            use: Callable[[], DeviceUse], backing_present: bool = False) -> None:
+    draft.decided(_verdict(ctx, draft.volume, age_ns, backing_present, use), f"; {what}")
 
 
 # ---------------------------------------------------------------- NVMe subsystems
@@ -411,7 +422,7 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
         use, after = _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)
         draft.after.extend(after)
         what = f"controllers {', '.join(c.name for c in subsystem.controllers)}"
-        _decide(ctx, draft, None, what, use, backing_present=True)
+        _decide(ctx, draft, None, what, lambda: use, backing_present=True)
     return draft
 
 

@@ -17,7 +17,6 @@ from lhsweep.cri import query_runtime
 from lhsweep.errors import LhsweepError, LockBusyError, PrivilegeError, StateError
 from lhsweep.host import HostRoot
 from lhsweep.inventory import DmControl, read_inventory
-from lhsweep.longhorn import frontend_records
 from lhsweep.model import (
     ActionOutcome,
     ActionResult,
@@ -40,9 +39,8 @@ def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
     # Runtime first: an instance-manager that starts after this answer makes devices that the
     # inventory may see; the grace period, the re-confirmation and Longhorn's locks cover that.
     runtime = query(config, host)
-    inventory = read_inventory(host, dm_control)
-    records = frontend_records(host, config.longhorn_data_path)
-    plan = make_plan(inventory, runtime, config, time.time(), records)
+    inventory = read_inventory(host, dm_control, config.longhorn_data_path)
+    plan = make_plan(inventory, runtime, config, time.time())
     return SweepReport(runtime=runtime, plan=plan, started_at=started,
                        duration_s=time.time() - started, problems=inventory.problems)
 

@@ -236,3 +236,31 @@ def test_an_empty_host_reads_as_empty_without_problems(tmp_path) -> None:
     assert inv.mounts == Unknown(f"mounts unknown: {no_proc}")
     assert inv.openers == Unknown(f"open block devices unknown: {no_proc}")
     assert len(inv.problems) == 2
+
+
+RECORDS = "/var/lib/longhorn/metadata/enginefrontends"
+
+
+def test_engine_frontend_records_name_the_volumes_with_a_record(tree: HostTree) -> None:
+    assert inventory(tree).frontend_records == frozenset()  # Longhorn before v1.12: no directory
+    tree.write(f"{RECORDS}/pvc-1/enginefrontend.json", "{}")
+    tree.write(f"{RECORDS}/pvc-2/other.json", "{}")
+    tree.write(f"{RECORDS}/Not_A_Volume/enginefrontend.json", "{}")
+    inv = inventory(tree)
+    assert inv.frontend_records == frozenset({"pvc-1"}) and inv.problems == ()
+    moved = read_inventory(HostRoot(tree.root), longhorn_data_path="/data/longhorn/")
+    assert moved.frontend_records == frozenset()
+
+
+@pytest.mark.parametrize("unreadable", [RECORDS, f"{RECORDS}/pvc-2"])
+def test_unreadable_engine_frontend_records_are_unknown(tree: HostTree, unreadable: str) -> None:
+    """Rule fail-closed: the directory, or one volume's record, unreadable (here a link loop)."""
+    tree.write(f"{RECORDS}/pvc-1/enginefrontend.json", "{}")
+    if unreadable == RECORDS:
+        os.rename(tree.p(RECORDS), tree.p(RECORDS + ".old"))
+    os.symlink(os.path.basename(unreadable), tree.p(unreadable))
+    inv = inventory(tree)
+    assert isinstance(inv.frontend_records, Unknown)
+    assert inv.frontend_records.reason.startswith("engine-frontend records unknown: ")
+    assert unreadable in inv.frontend_records.reason
+    assert inv.frontend_records.reason in inv.problems

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from lhsweep.config import Config
 from lhsweep.model import (
     LONGHORN_NQN_PREFIX,
@@ -9,11 +11,13 @@ from lhsweep.model import (
     DevNum,
     DmDevice,
     DmTarget,
+    Fact,
     Kind,
     LoopDevice,
     NodeType,
     Opener,
     Plan,
+    Unknown,
 )
 from lhsweep.plan import make_plan
 from tests.inventories import SECOND, Host, instance_manager, runtime_unknown, runtime_with
@@ -29,8 +33,10 @@ def verdicts(plan: Plan) -> dict[tuple[str, str], str]:
     return {(e.kind.value, e.name): e.verdict.value for e in plan.entries}
 
 
-def plan_of(host: Host, runtime=None, config: Config = CONFIG, records: frozenset[str] = frozenset()) -> Plan:
-    return make_plan(host.inventory(), runtime or runtime_with(), config, NOW, records)
+def plan_of(host: Host, runtime=None, config: Config = CONFIG,
+            records: Fact[frozenset[str]] = frozenset()) -> Plan:
+    inventory = replace(host.inventory(), frontend_records=records)
+    return make_plan(inventory, runtime or runtime_with(), config, NOW)
 
 
 def test_crashed_instance_manager_leaves_dm_node_and_controller_stale() -> None:
@@ -90,6 +96,22 @@ def test_live_instance_manager_allows_only_older_devices_whose_backing_is_gone()
     assert v[("dm", "pvc-new")] == "live"
     assert v[("dm", "pvc-rec")] == "live"
     assert "re-adopt" in next(e.reason for e in plan.entries if e.name == "pvc-rec" and e.kind is Kind.DM)
+
+
+def test_unreadable_engine_frontend_records_keep_what_a_running_instance_manager_may_re_adopt() -> None:
+    """Rule fail-closed: without the records, any volume may have one; with no instance-manager
+    running, records do not matter."""
+    host = Host()
+    host.add_volume("pvc-old", ctime_ns=OLD, backing_gone=True)
+    host.add_volume("pvc-new", ctime_ns=NOW_NS - 60 * SECOND, backing_gone=True)
+    unreadable = Unknown("engine-frontend records unknown: /var/lib/longhorn/metadata/enginefrontends: "
+                         "cannot list: Permission denied")
+    plan = plan_of(host, runtime_with(instance_manager(NOW_NS - 600 * SECOND)), records=unreadable)
+    v = verdicts(plan)
+    assert v[("dm", "pvc-old")] == "unknown" and v[("node", "pvc-old")] == "unknown"
+    assert v[("dm", "pvc-new")] == "live"
+    assert "Permission denied" in next(e.reason for e in plan.entries if e.name == "pvc-old")
+    assert set(verdicts(plan_of(host, records=unreadable)).values()) == {"stale"}
 
 
 def test_unknown_runtime_removes_nothing_and_says_why() -> None:
@@ -170,8 +192,9 @@ def test_grace_period_and_exclude_patterns() -> None:
     assert v[("dm", "pvc-young")] == "live"
     assert v[("dm", "keep-me")] == "foreign" and v[("node", "keep-me")] == "foreign"
     # The daemon is told when pvc-young leaves its grace period: 25 s from now.
-    assert plan.recheck_at_ns == NOW_NS + 25 * SECOND
-    assert plan_of(Host(), config=config).recheck_at_ns is None
+    assert plan.next_grace_end_ns == NOW_NS + 25 * SECOND
+    assert {e.name for e in plan.entries if e.grace_ends_ns} == {"pvc-young"}
+    assert plan_of(Host(), config=config).next_grace_end_ns is None
 
 
 def test_suspended_device_is_busy() -> None:

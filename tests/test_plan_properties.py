@@ -122,7 +122,7 @@ def _runtime(spec: object) -> RuntimeView:
 
 
 def _plan(inv: Inventory, runtime: RuntimeView, records: frozenset[str]) -> Plan:
-    return make_plan(inv, runtime, Config(sweep_grace_period=30.0), NOW, records)
+    return make_plan(replace(inv, frontend_records=records), runtime, Config(sweep_grace_period=30.0), NOW)
 
 
 def _check_dm_removal(inv: Inventory, name: str, removed: set[tuple[Kind, str]], kernel: dict) -> None:

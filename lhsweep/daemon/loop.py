@@ -264,9 +264,9 @@ class Daemon:
         self._on_progress()  # the last steps may not have been read yet
         now = time.monotonic()
         self.resync_at = now + self.config.daemon_resync_interval
-        if result.report is not None and result.report.plan.recheck_at_ns is not None:
+        if result.report is not None and result.report.plan.next_grace_end_ns is not None:
             # A device kept only for its youth: look again as soon as it grows out of the grace period.
-            grace_left = result.report.plan.recheck_at_ns / 1e9 - time.time()
+            grace_left = result.report.plan.next_grace_end_ns / 1e9 - time.time()
             self.resync_at = min(self.resync_at, now + max(grace_left, 0.0) + GRACE_SLACK_S)
         self._schedule_retry(result, now)
         self._schedule_busy_recheck(result.report, now)

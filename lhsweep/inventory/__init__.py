@@ -13,6 +13,7 @@ from lhsweep.inventory.dmioctl import IoctlDmControl
 from lhsweep.inventory.dmsetup import DmsetupDmControl
 from lhsweep.inventory.nodes import read_node, read_nodes
 from lhsweep.inventory.nvme import read_subsystems
+from lhsweep.inventory.records import read_frontend_records
 from lhsweep.inventory.sysfs import (
     DmLinks,
     DmSysfs,
@@ -24,6 +25,7 @@ from lhsweep.inventory.sysfs import (
     read_dm_sysfs,
 )
 from lhsweep.inventory.users import read_loops, read_mount_namespaces, read_openers
+from lhsweep.longhorn import DATA_PATH
 from lhsweep.model import BlockDevice, DevNum, DmDevice, Fact, Inventory, Unknown
 from lhsweep.usage import Usage
 
@@ -60,7 +62,8 @@ def select_dm_control(host: HostRoot, which: Callable[[str], Optional[str]] = sh
                   "dm tables and open counts unknown")
 
 
-def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None) -> Inventory:
+def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
+                   longhorn_data_path: str = DATA_PATH) -> Inventory:
     """Read everything the plan needs from the host; a fact that cannot be read is Unknown (and named
     in `problems`)."""
     problems = Problems()
@@ -72,16 +75,20 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None) -> In
     by_dev = {s.dev: s for s in states.values()} if states is not None else None
     dm_devices = [d for d in (_dm_device(host, b, by_dev, present, problems) for b in dm_blocks)
                   if d is not None]
+    nodes = _fact(problems, read_nodes, host)
+    subsystems = read_subsystems(host, problems, {b.name: b.dev for b in blocks})
+    records = _fact(problems, lambda h: read_frontend_records(h, longhorn_data_path), host)
     return Inventory(
         dm_devices=tuple(sorted(dm_devices, key=lambda d: d.name)),
-        nodes=_fact(problems, read_nodes, host),
-        subsystems=read_subsystems(host, problems, {b.name: b.dev for b in blocks}),
+        nodes=nodes,
+        subsystems=subsystems,
         block_devices=blocks,
         ublk_devices=tuple(b for b in blocks if b.name.startswith("ublkb")),
         mounts=usage.mounts,
         problems=tuple(problems.lines),
         openers=usage.openers,
         loops=usage.loops,
+        frontend_records=records,
     )
 
 
