@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 from lhsweep.errors import ConfigError
 from lhsweep.longhorn import DATA_PATH
-from lhsweep.render import echo
+from lhsweep.render import echo, one_line
 
 DEFAULT_PATH = "/etc/lhsweep/lhsweep.toml"
 
@@ -291,8 +291,7 @@ def _echo(text: str) -> str:
 
 
 def _first_line(exc: Exception) -> str:
-    lines = str(exc).splitlines()
-    return _echo(lines[0]) if lines else type(exc).__name__
+    return one_line(exc, ECHO_LIMIT) or type(exc).__name__
 
 
 def load(path: str = DEFAULT_PATH, *, required: bool = False) -> Config:

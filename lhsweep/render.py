@@ -33,6 +33,12 @@ def echo(text: str, limit: int) -> str:
     return printable(text[:limit]) + ("\u2026" if len(text) > limit else "")
 
 
+def one_line(text: object, limit: int) -> str:
+    """The first line of `text`, escaped and cut like `echo`, for one-line error messages."""
+    lines = str(text).strip().splitlines()
+    return echo(lines[0] if lines else "", limit)
+
+
 def runtime_to_dict(view: RuntimeView) -> dict[str, Any]:
     """The `runtime` object of the JSON report."""
     return {

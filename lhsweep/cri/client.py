@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 
 from lhsweep.cri import runtime_pb2
 from lhsweep.errors import RuntimeQueryError
+from lhsweep.render import one_line
 
 SERVICE = "/runtime.v1.RuntimeService/"
 # kubelet accepts CRI answers up to 16 MiB; gRPC's default of 4 MiB is too small on busy nodes.
@@ -23,7 +24,8 @@ CHANNEL_OPTIONS = (
     ("grpc.use_local_subchannel_pool", 1),
     ("grpc.enable_retries", 0),
 )
-_DETAIL_LIMIT = 200
+# How much of a runtime's error text a one-line reason keeps.
+DETAIL_LIMIT = 200
 
 
 class Failure(str, enum.Enum):
@@ -46,7 +48,7 @@ class CriCallError(RuntimeQueryError):
         self.endpoint = endpoint
         self.call = call
         self.failure = failure
-        self.detail = one_line(detail)
+        self.detail = one_line(detail, DETAIL_LIMIT)
         super().__init__(f"CRI {endpoint} {call}: {failure.value}: {self.detail}")
 
 
@@ -90,37 +92,31 @@ class Container:
     labels: Mapping[str, str]
 
 
-def one_line(text: str) -> str:
-    """The first line of `text`, shortened, for one-line error messages."""
-    lines = str(text).strip().splitlines()
-    first = lines[0] if lines else ""
-    return first if len(first) <= _DETAIL_LIMIT else first[: _DETAIL_LIMIT - 3] + "..."
-
-
 def socket_path(endpoint: str) -> Optional[str]:
     """The socket path of 'unix:///path' or '/path'; None for anything else."""
     path = endpoint[len("unix://") :] if endpoint.startswith("unix://") else endpoint
     return path if path.startswith("/") else None
 
 
-def open_channel(endpoint: str, call: str) -> grpc.Channel:
-    """A lazy gRPC channel to the endpoint's socket; raises CriCallError when there is none."""
+def channel_target(endpoint: str, call: str) -> str:
+    """The gRPC target of the endpoint's socket; raises CriCallError when it names none."""
     path = socket_path(endpoint)
     if path is None:
         raise CriCallError(endpoint, call, Failure.BAD_ENDPOINT, "expected unix:///path or /path")
     if not os.path.exists(path):
         raise CriCallError(endpoint, call, Failure.NO_SOCKET, f"{path}: no such socket")
-    return grpc.insecure_channel("unix://" + path, options=CHANNEL_OPTIONS)
+    return "unix://" + path
 
 
 def rpc_failure(endpoint: str, call: str, exc: grpc.RpcError, timeout: float) -> CriCallError:
-    """Translate a gRPC error into a CriCallError with a one-line reason."""
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    """Translate a gRPC error (a unary call's, or grpc.aio's AioRpcError) into a CriCallError."""
+    # Every error a call raises has code() and details() (grpc.Call, AioRpcError); others do not.
+    code = exc.code() if hasattr(exc, "code") else None
+    details = (exc.details() if hasattr(exc, "details") else str(exc)) or ""
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return CriCallError(endpoint, call, Failure.TIMEOUT, f"no answer within {timeout:g}s")
     if code is grpc.StatusCode.UNIMPLEMENTED:
-        return CriUnimplementedError(endpoint, call, Failure.UNIMPLEMENTED, details or "")
+        return CriUnimplementedError(endpoint, call, Failure.UNIMPLEMENTED, details)
     if code is grpc.StatusCode.UNAVAILABLE:
         return CriCallError(endpoint, call, Failure.UNAVAILABLE, details or "runtime unavailable")
     name = code.name if code is not None else "UNKNOWN"
@@ -199,7 +195,8 @@ class CriClient:
 
     def _call(self, call: str, request: Any, answer_type: Any) -> Any:
         if self._channel is None:
-            self._channel = open_channel(self.endpoint, call)
+            self._channel = grpc.insecure_channel(channel_target(self.endpoint, call),
+                                                  options=CHANNEL_OPTIONS)
         method: Callable[..., bytes] = self._channel.unary_unary(
             SERVICE + call, request_serializer=serialize, response_deserializer=None)
         try:

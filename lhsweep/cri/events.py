@@ -9,7 +9,6 @@ sync classes refuse a running loop) ever finds one running, in that thread or an
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any, NamedTuple, Optional, TypeVar, Union
@@ -22,11 +21,11 @@ from lhsweep.cri.client import (
     CHANNEL_OPTIONS,
     SERVICE,
     CriCallError,
-    CriUnimplementedError,
     Failure,
+    channel_target,
     decode,
+    rpc_failure,
     serialize,
-    socket_path,
 )
 
 CALL = "GetContainerEvents"
@@ -73,7 +72,7 @@ class ContainerEventStream:
         return self._cancelled
 
     def __iter__(self) -> Iterator[ContainerEvent]:
-        target = self._target()
+        target = channel_target(self.endpoint, CALL)
         with self._lock:
             if self._cancelled:
                 return
@@ -89,16 +88,6 @@ class ContainerEventStream:
         while data is not None:
             yield _event(decode(self.endpoint, CALL, runtime_pb2.ContainerEventResponse, data))
             data = self._run(self._read())
-
-    def _target(self) -> str:
-        """The channel target of the endpoint; CriCallError when it names no socket."""
-        path = socket_path(self.endpoint)
-        if path is None:
-            raise CriCallError(self.endpoint, CALL, Failure.BAD_ENDPOINT,
-                               "expected unix:///path or /path")
-        if not os.path.exists(path):
-            raise CriCallError(self.endpoint, CALL, Failure.NO_SOCKET, f"{path}: no such socket")
-        return "unix://" + path
 
     def _run(self, step: Coroutine[Any, Any, Union[_Result, CriCallError]]) -> Optional[_Result]:
         """Run one step on the private loop: its result, None once cancelled, or its error raised.
@@ -150,20 +139,10 @@ class ContainerEventStream:
             data = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             exc.__traceback__ = None  # grpcio 1.51: its frames and the error form a cycle
-            return self._failure(exc)
+            return rpc_failure(self.endpoint, CALL, exc, self.timeout)
         if data is grpc.aio.EOF:
             return CriCallError(self.endpoint, CALL, Failure.UNAVAILABLE, "event stream ended")
         return bytes(data)
-
-    def _failure(self, exc: grpc.aio.AioRpcError) -> CriCallError:
-        """A CriCallError for grpc.aio's error (client.rpc_failure takes only grpc.Call)."""
-        code, details = exc.code(), exc.details() or ""
-        if code is grpc.StatusCode.UNIMPLEMENTED:
-            return CriUnimplementedError(self.endpoint, CALL, Failure.UNIMPLEMENTED, details)
-        if code is grpc.StatusCode.UNAVAILABLE:
-            return CriCallError(self.endpoint, CALL, Failure.UNAVAILABLE,
-                                details or "runtime unavailable")
-        return CriCallError(self.endpoint, CALL, Failure.RPC_ERROR, f"{code.name}: {details}")
 
     def _close(self) -> None:
         """Close the channel (cancelling its call) and the loop; drop every grpc object."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lhsweep.config import WELL_KNOWN_CRI_SOCKETS, Config
+from lhsweep.cri.client import socket_path
 from lhsweep.errors import HostReadError, RuntimeQueryError
 from lhsweep.host import HostRoot
 
@@ -188,8 +189,7 @@ def _flag_values(words: list[str], flag: str, path: str) -> list[str]:
 
 def _socket(value: str, path: str, key: str) -> str:
     """The host socket path of a `unix:///path` (or bare `/path`) endpoint setting."""
-    socket = value[len("unix://"):] if value.startswith("unix://") else value
-    return _absolute(socket, path, key)
+    return _absolute(socket_path(value) or value, path, key)
 
 
 def _absolute(value: str, path: str, key: str) -> str:

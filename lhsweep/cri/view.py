@@ -11,18 +11,19 @@ from typing import Optional
 
 from lhsweep.config import Config
 from lhsweep.cri.client import (
+    DETAIL_LIMIT,
     Container,
     CriCallError,
     CriClient,
     Failure,
     RuntimeVersion,
     Sandbox,
-    one_line,
 )
 from lhsweep.cri.kubelet import Candidates, pod_uids, runtime_candidates
 from lhsweep.errors import RuntimeQueryError
 from lhsweep.host import HostRoot
 from lhsweep.model import ALIVE_CONTAINER_STATES, InstanceManager, RuntimeState, RuntimeView
+from lhsweep.render import one_line
 
 IM_SELECTOR = {"longhorn.io/component": "instance-manager", "longhorn.io/data-engine": "v2"}
 IM_CONTAINER = "instance-manager"
@@ -36,7 +37,7 @@ def query_runtime(config: Config, host: HostRoot) -> RuntimeView:
     try:
         return _query(config, host)
     except Exception as exc:  # rule unknown-runtime-acts-not: a bug is "unknown", not "no pods"
-        return _unknown(f"CRI query failed unexpectedly: {type(exc).__name__}: {one_line(str(exc))}")
+        return _unknown(f"CRI query failed unexpectedly: {type(exc).__name__}: {one_line(exc, DETAIL_LIMIT)}")
 
 
 def _query(config: Config, host: HostRoot) -> RuntimeView:

@@ -7,11 +7,9 @@ new instance-manager also creates a pod directory, which the inotify watch repor
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Callable, Optional, Protocol
 
 from lhsweep.config import Config
@@ -35,20 +33,15 @@ class EventStream(Protocol):
         """End the iteration from another thread."""
 
 
-StreamFactory = Callable[[Config], EventStream]
+StreamFactory = Callable[[str, float], EventStream]
 QueryFn = Callable[[Config], RuntimeView]
 
 
-def open_event_stream(config: Config) -> EventStream:
-    """GetContainerEvents on the first of `config.cri_endpoints` whose socket exists."""
-    from lhsweep.cri.client import socket_path  # noqa: PLC0415 (grpc only in the daemon)
-    from lhsweep.cri.events import ContainerEventStream  # noqa: PLC0415
+def open_event_stream(endpoint: str, timeout: float) -> EventStream:
+    """GetContainerEvents on `endpoint` (a missing socket is the stream's first error)."""
+    from lhsweep.cri.events import ContainerEventStream  # noqa: PLC0415 (grpc only in the daemon)
 
-    for endpoint in config.cri_endpoints or ():
-        path = socket_path(endpoint)
-        if path and os.path.exists(path):
-            return ContainerEventStream(endpoint, config.cri_timeout)
-    raise RuntimeQueryError("no CRI socket exists (cri.endpoints)")
+    return ContainerEventStream(endpoint, timeout)
 
 
 def is_unimplemented(exc: RuntimeQueryError) -> bool:
@@ -155,8 +148,8 @@ class CriWatcher:
 
     def _follow_stream(self) -> None:
         with self._lock:
-            config = replace(self._config, cri_endpoints=(self._endpoint,))
-        stream = self._open(config)
+            endpoint = self._endpoint
+        stream = self._open(endpoint, self._config.cri_timeout)
         with self._lock:
             self._stream = stream
         try:
