@@ -54,6 +54,11 @@ class Config:
     metrics_port: int = 9845
     state_dir: str = "/run/lhsweep"
 
+    @property
+    def kubelet_pods_dir(self) -> str:
+        """The host path of kubelet's pods directory (one directory per pod UID)."""
+        return f"{self.kubelet_root.rstrip('/')}/pods"
+
     def excluded(self, name: str) -> Optional[str]:
         """Return the exclude pattern that matches `name`, or None."""
         for pattern in self.sweep_exclude:

@@ -1,5 +1,5 @@
 """docs/architecture.md holds: its import rule and library rule match every import in lhsweep/,
-and its JSON examples have exactly the keys the code writes."""
+its JSON examples have exactly the keys the code writes, and its timers are the main loop's."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lhsweep.daemon.loop import TIMERS
 from lhsweep.model import (
     ActionOutcome,
     ActionResult,
@@ -185,3 +186,14 @@ def test_the_documented_state_file_has_the_keys_the_code_writes() -> None:
                         stuck=(StuckProcess(("dmsetup", "remove", "pvc-2"), 4242, 1.0),))
     documented = _documented("state")
     assert _shape({**documented, "report": None}) == _shape({**state, "report": None})
+
+
+def test_the_documented_timers_are_the_main_loops_timers() -> None:
+    """Name and trigger of each row of the timers table, in order, are daemon/loop.TIMERS."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    match = re.search(r"<!-- timers: begin -->(.*?)<!-- timers: end -->", text, re.S)
+    assert match, f"{ARCHITECTURE}: no timers table"
+    rows = [[c.strip() for c in line.strip("|").split("|")]
+            for line in match.group(1).splitlines() if line.startswith("| `")]
+    documented = [(_NAME.findall(row[0])[0], (_NAME.findall(row[1]) or [None])[0]) for row in rows]
+    assert documented == list(TIMERS.items())

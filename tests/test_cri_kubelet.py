@@ -212,15 +212,15 @@ def test_yaml_scalar_reads_only_the_top_level_key() -> None:
 
 
 def test_pod_uids(host: Host) -> None:
-    assert pod_uids(host.host, "/var/lib/kubelet") is None
+    assert pod_uids(host.host, "/var/lib/kubelet/pods") is None
     host.pod_dirs("u1", "u2")
-    assert pod_uids(host.host, "/var/lib/kubelet/") == {"u1", "u2"}
+    assert pod_uids(host.host, Config(kubelet_root="/var/lib/kubelet/").kubelet_pods_dir) == {"u1", "u2"}
 
 
 def test_a_pods_path_that_is_not_a_directory_is_an_error(host: Host) -> None:
     host.write("/var/lib/kubelet/pods", "")
     with pytest.raises(RuntimeQueryError, match="not a directory"):
-        pod_uids(host.host, "/var/lib/kubelet")
+        pod_uids(host.host, "/var/lib/kubelet/pods")
 
 
 # ---------------------------------------------------------------- asking only kubelet's runtime

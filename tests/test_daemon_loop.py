@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ def daemon() -> Iterator[tuple[Daemon, Recorder, threading.Event]]:
                   cri_watcher=_never, notifier=notifier,  # type: ignore[arg-type]
                   journal=Journal(None, io.StringIO()))
     made = Daemon("/etc/lhsweep/lhsweep.toml", "/", Config(sweep_action_timeout=5), parts)
+    made.worker.start()
     yield made, sink, release
     release.set()
 
@@ -61,7 +63,7 @@ def test_watchdog_is_fed_while_idle_and_while_a_sweep_progresses(
     d.worker.submit(d.config, ("boot",))
     d._feed_watchdog(now + 1)
     assert sink.sent == ["WATCHDOG=1", "WATCHDOG=1"]
-    assert d.watchdog_at == pytest.approx(now + 2, abs=0.01)
+    assert d.timers.at("watchdog") == pytest.approx(now + 2, abs=0.01)
 
 
 def test_watchdog_is_withheld_once_a_sweep_stops_making_progress(
@@ -81,3 +83,23 @@ def test_watchdog_is_withheld_once_a_sweep_stops_making_progress(
     release.set()
     assert d.worker.collect(timeout=10) is not None
     assert d.stalled_for(started + 10 * limit) is None
+
+
+def test_the_pods_directory_is_watched_at_its_place_inside_the_host_root(tmp_path) -> None:
+    """kubelet's root is an absolute link on the host: it is followed inside the host root."""
+    root = tmp_path / "host"
+    (root / "data/kubelet/pods").mkdir(parents=True)
+    (root / "var/lib").mkdir(parents=True)
+    os.symlink("/data/kubelet", root / "var/lib/kubelet")
+    watched: list[str] = []
+
+    def pod_watcher(path: str) -> object:
+        watched.append(path)
+        raise OSError("not watching in this test")
+
+    parts = Parts(sweeper=lambda *_: _never, pod_watcher=pod_watcher,  # type: ignore[arg-type]
+                  uevents=_never, cri_watcher=_never,  # type: ignore[arg-type]
+                  notifier=Notifier({}), journal=Journal(None, io.StringIO()))
+    made = Daemon("/etc/lhsweep/lhsweep.toml", str(root), Config(), parts)
+    made._open_sources()
+    assert watched == [str(root / "data/kubelet/pods")]

@@ -83,6 +83,7 @@ def test_worker_runs_one_sweep_and_wakes_the_loop() -> None:
         return _report()
 
     worker = SweepWorker(sweep)
+    worker.start()
     worker.submit(Config(), ("boot",))
     assert worker.busy
     with pytest.raises(RuntimeError):
@@ -106,6 +107,7 @@ def test_worker_hands_back_errors_and_survives_them() -> None:
         return _report()
 
     worker = SweepWorker(sweep)
+    worker.start()
     worker.submit(Config(), ("a",))
     first = worker.collect(timeout=10)
     assert first is not None and isinstance(first.error, LockBusyError) and first.report is None
@@ -138,6 +140,7 @@ def test_cri_events_trigger_only_for_known_instance_managers() -> None:
         fake.add_pod(sandbox, containers)
         config = _config(fake)
         watcher = CriWatcher(config, open_event_stream, query)
+        watcher.start()
         try:
             watcher.observed(query(config))
             assert fake.wait_for_subscribers(1)
@@ -158,6 +161,7 @@ def test_cri_without_events_falls_back_to_polling_and_sees_changes() -> None:
         fake.add_pod(sandbox, containers)
         config = _config(fake)
         watcher = CriWatcher(config, open_event_stream, query)
+        watcher.start()
         try:
             watcher.observed(query(config))
             state = fake.state()
@@ -176,6 +180,7 @@ def test_cri_watcher_reconnects_after_the_stream_breaks() -> None:
         fake.add_pod(sandbox, containers)
         config = _config(fake)
         watcher = CriWatcher(config, open_event_stream, query)
+        watcher.start()
         try:
             watcher.observed(query(config))
             assert fake.wait_for_subscribers(1)

@@ -236,7 +236,7 @@ def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig:
     assert rig.wait_ready().status.startswith("sweep 1: 0 removed")
     assert rig.removes() == []
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0, timeout=20)
-    assert state["triggers"] == ["resync"]  # no pod-dir, uevent or CRI event: the grace timer
+    assert state["triggers"] == ["grace-end"]  # no pod-dir, uevent, CRI event or resync
     assert ["dmsetup", "remove", "--", "pvc-young"] in rig.removes()
 
 

@@ -103,6 +103,7 @@ def test_liveness_fails_while_the_running_sweep_is_stalled(idle_daemon: Daemon) 
 def test_readiness_comes_with_the_boot_sweep_and_the_server_answers_each_path(
         idle_daemon: Daemon) -> None:
     server = HttpServer(Health(idle_daemon), 0, "127.0.0.1")
+    server.start()
     try:
         assert get(server.port, "/readyz")[0] == 503
         assert get(server.port, "/healthz") == (200, "ok: started 0s ago\n")

@@ -79,13 +79,13 @@ def dial_address(host: HostRoot, socket: str) -> str:
     return "unix://" + host.path(socket)
 
 
-def pod_uids(host: HostRoot, kubelet_root: str) -> Optional[frozenset[str]]:
-    """The pod UIDs kubelet keeps directories for; None when there is no pods directory.
+def pod_uids(host: HostRoot, pods: str) -> Optional[frozenset[str]]:
+    """The pod UIDs kubelet keeps directories for in `pods` (Config.kubelet_pods_dir); None when
+    there is no such directory.
 
     Raises RuntimeQueryError when it exists but is not a directory (a link is not followed)
     or cannot be listed.
     """
-    pods = f"{kubelet_root.rstrip('/')}/pods"
     try:
         found = host.lstat(pods)
         if found is None:

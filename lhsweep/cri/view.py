@@ -51,7 +51,7 @@ def _query(config: Config, host: HostRoot) -> RuntimeView:
         return _unknown(str(exc), why=candidates.why)
     why = candidates.why
     try:
-        why += "; " + _cross_check(client, host, config.kubelet_root, candidates.explicit)
+        why += "; " + _cross_check(client, host, config.kubelet_pods_dir, candidates.explicit)
         managers = instance_managers(client, config.longhorn_namespace)
     except RuntimeQueryError as exc:
         return _unknown(str(exc), client.endpoint, why)
@@ -104,14 +104,13 @@ def _close(answering: Sequence[tuple[CriClient, RuntimeVersion]]) -> None:
         client.close()
 
 
-def _cross_check(client: CriClient, host: HostRoot, kubelet_root: str, explicit: bool) -> str:
+def _cross_check(client: CriClient, host: HostRoot, pods: str, explicit: bool) -> str:
     """Check that the runtime knows one of kubelet's pod UIDs; returns what was checked.
 
     A missing pods directory leaves nothing to check: acceptable only when a file names the
     runtime (lhsweep's config or kubelet's setting), UNKNOWN when a well-known socket was guessed.
     """
-    pods = f"{kubelet_root.rstrip('/')}/pods"
-    uids = pod_uids(host, kubelet_root)
+    uids = pod_uids(host, pods)
     if uids is None:
         if not explicit:
             raise RuntimeQueryError(f"{pods} does not exist: cannot check that {client.endpoint} "

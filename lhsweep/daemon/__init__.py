@@ -63,12 +63,14 @@ def check_state_dir(state_dir: str) -> None:
 
 
 def default_cri_watcher(config: Config, host_root: str) -> CriWatcher:
-    """A CRI watcher on the real runtime (kubelet's, found below `host_root`)."""
+    """A started CRI watcher on the real runtime (kubelet's, found below `host_root`)."""
     from lhsweep.cri.view import query_runtime  # noqa: PLC0415
     from lhsweep.host import HostRoot  # noqa: PLC0415
 
     host = HostRoot(host_root)
-    return CriWatcher(config, open_event_stream, lambda c: query_runtime(c, host))
+    watcher = CriWatcher(config, open_event_stream, lambda c: query_runtime(c, host))
+    watcher.start()
+    return watcher
 
 
 def default_parts(log_target: str, verbose: bool = False, host_root: str = "/") -> Parts:

@@ -23,6 +23,7 @@ def run_in_container(config_path: str, host_root: str, config: Config, parts: Pa
         daemon.journal.emit(ERR, f"cannot serve HTTP on port {config.metrics_port} (metrics.port "
                             f"in {config_path}): {exc.strerror or exc}", Event.LIFECYCLE)
         return 1
+    server.start()
     daemon.journal.emit(INFO, f"serving /metrics, /healthz and /readyz on port {server.port}",
                         Event.LIFECYCLE)
     try:

@@ -85,6 +85,9 @@ class CriWatcher:
         self._stop = threading.Event()
         self.mode = "connecting"
         self._thread = threading.Thread(target=self._run, name="lhsweep-cri", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread; it follows the stream once observed() names kubelet's runtime."""
         self._thread.start()
 
     def fileno(self) -> int:
@@ -116,7 +119,8 @@ class CriWatcher:
             stream = self._stream
         if stream is not None:
             stream.cancel()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _fire(self, reason: str) -> None:
         with self._lock:

@@ -91,13 +91,17 @@ def make_app(health: Health) -> Callable[[dict[str, Any], StartResponse], Iterab
 
 
 class HttpServer:
-    """The server on its own thread; close() stops it."""
+    """The server, bound at once, serving on its own thread after start(); close() stops it."""
 
     def __init__(self, health: Health, port: int, address: str = "") -> None:
         self._server = make_server(address, port, make_app(health), _Server, _QuietHandler)
         self.port = self._server.server_port
-        self._thread: Optional[threading.Thread] = threading.Thread(
-            target=self._server.serve_forever, name="lhsweep-http", daemon=True)
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        """Serve on a thread of its own."""
+        self._thread = threading.Thread(target=self._server.serve_forever, name="lhsweep-http",
+                                        daemon=True)
         self._thread.start()
 
     def close(self) -> None:

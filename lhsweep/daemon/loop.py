@@ -13,10 +13,11 @@ from lhsweep.config import Config
 from lhsweep.daemon.cri_watch import CriWatcher
 from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.report import Reporter
-from lhsweep.daemon.timers import Backoff, Debouncer
+from lhsweep.daemon.timers import Backoff, Debouncer, Timers
 from lhsweep.daemon.wakeup import WakePipe
 from lhsweep.daemon.worker import ProgressPipe, SweepFn, SweepResult, SweepWorker, TrackedRunner
 from lhsweep.errors import ConfigError
+from lhsweep.host import HostRoot
 from lhsweep.journal import ERR, INFO, NOTICE, WARNING, Event, Journal, is_busy_leftover
 from lhsweep.model import RuntimeState, SweepReport
 from lhsweep.progress import Progress
@@ -29,6 +30,15 @@ STOP_WAIT_CAP_S = 30.0
 STALL_SLACK_S = 60.0
 # A sweep for a device leaving its grace period comes this long after it does.
 GRACE_SLACK_S = 0.5
+# The main loop's timers, handled in this order when several are due: name -> the trigger it
+# raises (the watchdog raises none). docs/architecture.md says what sets each.
+TIMERS: dict[str, Optional[str]] = {
+    "watchdog": None,
+    "retry": "retry",
+    "busy-recheck": "busy-recheck",
+    "grace-end": "grace-end",
+    "resync": "resync",
+}
 
 
 class Source(Protocol):
@@ -67,6 +77,7 @@ class Daemon:
     def __init__(self, config_path: str, host_root: str, config: Config, parts: Parts) -> None:
         self.config_path = config_path
         self.host_root = host_root
+        self.host = HostRoot(host_root)
         self.config = config
         self.parts = parts
         self.journal = parts.journal
@@ -81,10 +92,7 @@ class Daemon:
         self.retry = Backoff(1.0, 60.0)
         self.sources: dict[str, Optional[Source]] = {"pods": None, "uevents": None, "cri": None}
         self._source_errors: dict[str, str] = {}
-        self.resync_at = 0.0
-        self.retry_at: Optional[float] = None
-        self.busy_recheck_at: Optional[float] = None
-        self.watchdog_at: Optional[float] = None
+        self.timers = Timers(TIMERS)
         self.ready = False
         self.stopping = False
 
@@ -92,6 +100,7 @@ class Daemon:
 
     def run(self) -> int:
         """Serve until asked to stop; the exit code."""
+        self.worker.start()
         self._install_signals()
         self.selector.register(self.signals, selectors.EVENT_READ, self._on_signals)
         self.selector.register(self.progress, selectors.EVENT_READ, self._on_progress)
@@ -100,9 +109,9 @@ class Daemon:
         self.journal.emit(INFO, f"lhsweep daemon started (config {self.config_path}, "
                           f"host root {self.host_root})", Event.LIFECYCLE)
         now = time.monotonic()
-        self.resync_at = now + self.config.daemon_resync_interval
+        self.timers.set("resync", now + self.config.daemon_resync_interval)
         if self.notifier.watchdog_interval:
-            self.watchdog_at = now
+            self.timers.set("watchdog", now)
         self._start_sweep(("boot",))
         while not self.stopping:
             for key, _ in self.selector.select(self._timeout(time.monotonic())):
@@ -137,9 +146,8 @@ class Daemon:
 
     def _open_sources(self) -> None:
         """Open every trigger source not open yet; one that fails is retried at the next resync."""
-        pods = self._pods_dir()
         openers: dict[str, Callable[[], Source]] = {
-            "pods": lambda: self.parts.pod_watcher(pods),
+            "pods": lambda: self.parts.pod_watcher(self.host.path(self.config.kubelet_pods_dir)),
             "uevents": self.parts.uevents,
             "cri": lambda: self.parts.cri_watcher(self.config),
         }
@@ -154,10 +162,6 @@ class Daemon:
             self.sources[name] = source
             self._source_errors.pop(name, None)
             self.selector.register(source, selectors.EVENT_READ, lambda n=name: self._on_source(n))
-
-    def _pods_dir(self) -> str:
-        root = self.host_root.rstrip("/")
-        return f"{root}{self.config.kubelet_root.rstrip('/')}/pods"
 
     def _source_failed(self, name: str, why: str) -> None:
         if self._source_errors.get(name) != why:
@@ -193,32 +197,27 @@ class Daemon:
         self.debounce.trigger(reason, time.monotonic())
 
     def _timeout(self, now: float) -> float:
-        deadlines = [self.resync_at]
-        deadlines += [d for d in (self.debounce.deadline, self.retry_at, self.watchdog_at,
-                                  self.busy_recheck_at) if d is not None]
+        deadlines = [d for d in (self.timers.next_deadline(), self.debounce.deadline) if d is not None]
         if self.worker.busy and self.debounce.deadline is not None:
             deadlines.remove(self.debounce.deadline)  # waits for the sweep's end, not a timer
-        return max(0.0, min(deadlines) - now)
+        return max(0.0, min(deadlines, default=now + self.config.daemon_resync_interval) - now)
 
     def _on_timers(self, now: float) -> None:
-        if self.watchdog_at is not None and now >= self.watchdog_at:
-            self._feed_watchdog(now)
-        if self.retry_at is not None and now >= self.retry_at:
-            self.retry_at = None
-            self._trigger("retry")
-        if self.busy_recheck_at is not None and now >= self.busy_recheck_at:
-            self.busy_recheck_at = None
-            self._trigger("busy-recheck")
-        if now >= self.resync_at:
-            self.resync_at = now + self.config.daemon_resync_interval
-            self._open_sources()
-            self._trigger("resync")
+        for name in self.timers.take_due(now):
+            if name == "watchdog":
+                self._feed_watchdog(now)
+            elif name == "resync":
+                self.timers.set("resync", now + self.config.daemon_resync_interval)
+                self._open_sources()
+            trigger = TIMERS[name]
+            if trigger is not None:
+                self._trigger(trigger)
         if self.debounce.due(now) and not self.worker.busy and not self.stopping:
             self._start_sweep(self.debounce.take())
 
     def _feed_watchdog(self, now: float) -> None:
         interval = self.notifier.watchdog_interval or 1.0
-        self.watchdog_at = now + interval
+        self.timers.set("watchdog", now + interval)
         stalled = self.stalled_for(now)
         if stalled is None:
             self.notifier.watchdog()
@@ -263,11 +262,8 @@ class Daemon:
             return
         self._on_progress()  # the last steps may not have been read yet
         now = time.monotonic()
-        self.resync_at = now + self.config.daemon_resync_interval
-        if result.report is not None and result.report.plan.next_grace_end_ns is not None:
-            # A device kept only for its youth: look again as soon as it grows out of the grace period.
-            grace_left = result.report.plan.next_grace_end_ns / 1e9 - time.time()
-            self.resync_at = min(self.resync_at, now + max(grace_left, 0.0) + GRACE_SLACK_S)
+        self.timers.set("resync", now + self.config.daemon_resync_interval)
+        self._schedule_grace_end(result.report, now)
         self._schedule_retry(result, now)
         self._schedule_busy_recheck(result.report, now)
         self.reporter.sweep_done(self.config, result, retry_in=self._retry_in(now))
@@ -279,21 +275,31 @@ class Daemon:
         else:
             self.notifier.status(self.reporter.status)
 
+    def _schedule_grace_end(self, report: Optional[SweepReport], now: float) -> None:
+        """A device kept only for its youth: look again as soon as it grows out of the grace period."""
+        grace_end = report.plan.next_grace_end_ns if report is not None else None
+        if grace_end is None:
+            self.timers.set("grace-end", None)
+            return
+        grace_left = grace_end / 1e9 - time.time()
+        self.timers.set("grace-end", now + max(grace_left, 0.0) + GRACE_SLACK_S)
+
     def _schedule_busy_recheck(self, report: Optional[SweepReport], now: float) -> None:
         """While busy Longhorn leftovers remain, look again soon: freeing one makes no uevent."""
         busy = report is not None and any(is_busy_leftover(e) for e in report.plan.entries)
-        self.busy_recheck_at = now + self.config.daemon_busy_recheck_interval if busy else None
+        self.timers.set("busy-recheck", now + self.config.daemon_busy_recheck_interval if busy else None)
 
     def _schedule_retry(self, result: SweepResult, now: float) -> None:
         """Retry with backoff after a sweep that could not learn the runtime or did not run."""
         if result.report is not None and result.report.runtime.state is RuntimeState.KNOWN:
             self.retry.reset()
-            self.retry_at = None
+            self.timers.set("retry", None)
             return
-        self.retry_at = now + self.retry.next_delay()
+        self.timers.set("retry", now + self.retry.next_delay())
 
     def _retry_in(self, now: float) -> Optional[float]:
-        return None if self.retry_at is None else self.retry_at - now
+        retry_at = self.timers.at("retry")
+        return None if retry_at is None else retry_at - now
 
     # ------------------------------------------------------------ signals
 
@@ -322,7 +328,9 @@ class Daemon:
         if _cri_settings(new) != _cri_settings(old):
             self._close_source("cri")
         self._open_sources()
-        self.resync_at = min(self.resync_at, time.monotonic() + new.daemon_resync_interval)
+        resync_at = self.timers.at("resync")
+        soonest = time.monotonic() + new.daemon_resync_interval
+        self.timers.set("resync", soonest if resync_at is None else min(resync_at, soonest))
         self.journal.emit(NOTICE, f"configuration reloaded from {self.config_path}",
                           Event.LIFECYCLE, LHSWEEP_CONFIG=self.config_path)
         self._trigger("reload")

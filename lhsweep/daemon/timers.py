@@ -1,11 +1,40 @@
-"""Deadline arithmetic for the main loop: debounce of trigger bursts and exponential retry backoff."""
+"""Deadline arithmetic for the main loop: named timers, debounce of trigger bursts, retry backoff."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Optional
 
 # A steady stream of triggers still yields a sweep at least this many debounce windows apart.
 MAX_WAIT_WINDOWS = 8
+
+
+class Timers:
+    """Named deadlines (monotonic seconds), each set or not; due ones come in the names' order."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._at: dict[str, Optional[float]] = dict.fromkeys(names)
+
+    def at(self, name: str) -> Optional[float]:
+        """When the timer `name` is due, None when it is not set."""
+        return self._at[name]
+
+    def set(self, name: str, when: Optional[float]) -> None:
+        """Set (or, with None, clear) the timer `name`; raises KeyError for a name not in the table."""
+        if name not in self._at:
+            raise KeyError(name)
+        self._at[name] = when
+
+    def next_deadline(self) -> Optional[float]:
+        """The earliest deadline set, None when none is."""
+        return min((at for at in self._at.values() if at is not None), default=None)
+
+    def take_due(self, now: float) -> list[str]:
+        """The timers due at `now`, in table order, each cleared."""
+        due = [name for name, at in self._at.items() if at is not None and now >= at]
+        for name in due:
+            self._at[name] = None
+        return due
 
 
 class Debouncer:

@@ -44,6 +44,9 @@ class SweepWorker:
         self._pipe = WakePipe()
         self.busy_since: Optional[float] = None
         self._thread = threading.Thread(target=self._work, name="lhsweep-sweep", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker thread."""
         self._thread.start()
 
     def fileno(self) -> int:
@@ -56,7 +59,7 @@ class SweepWorker:
         return self.busy_since is not None
 
     def submit(self, config: Config, triggers: tuple[str, ...]) -> None:
-        """Start one sweep; the caller checks `busy` first."""
+        """Start one sweep (it runs once start() was called); the caller checks `busy` first."""
         if self.busy:
             raise RuntimeError("a sweep is already running")
         self.busy_since = time.monotonic()
