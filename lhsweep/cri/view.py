@@ -129,8 +129,9 @@ def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManage
     """The V2 instance-manager pods in `namespace`, each with its instance-manager container.
 
     Raises RuntimeQueryError for a record carrying the instance-manager labels that lacks a
-    field needed to judge it. (An absent state cannot be told from the enum's zero value,
-    SANDBOX_READY / CONTAINER_CREATED, both of which count as alive.)
+    field needed to judge it. (An absent state cannot be told from the enum's zero value:
+    CONTAINER_CREATED, which counts as alive, or SANDBOX_READY, which does for a pod whose
+    container is not listed; see InstanceManager.alive.)
     """
     managers = []
     for sandbox in client.list_pod_sandboxes(IM_SELECTOR):
