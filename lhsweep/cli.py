@@ -9,13 +9,13 @@ from typing import Optional
 
 from lhsweep import __version__
 from lhsweep.config import DEFAULT_PATH, Config, load, render
-from lhsweep.errors import ConfigError, LhsweepError, PrivilegeError, StateError
+from lhsweep.errors import LhsweepError
 from lhsweep.host import HostRoot
 from lhsweep.model import ActionResult, SweepReport
 from lhsweep.render import render_text, report_to_dict
 
+# Besides these, an error that ends a command exits with its own status (LhsweepError.exit_status).
 EXIT_OK, EXIT_ACTION_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_STATE, EXIT_NOPERM, EXIT_CONFIG = 73, 77, 78  # sysexits.h: CANTCREAT, NOPERM, CONFIG
 
 EPILOG = """\
 exit status:
@@ -86,18 +86,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     try:
         return _dispatch(args)
-    except ConfigError as exc:
-        print(f"lhsweep: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except PrivilegeError as exc:
-        print(f"lhsweep: missing privilege: {exc}", file=sys.stderr)
-        return EXIT_NOPERM
-    except StateError as exc:
-        print(f"lhsweep: {exc}", file=sys.stderr)
-        return EXIT_STATE
     except LhsweepError as exc:
-        print(f"lhsweep: {exc}", file=sys.stderr)
-        return EXIT_ACTION_FAILED
+        print(exc.stderr_line(), file=sys.stderr)
+        return exc.exit_status
 
 
 def _dispatch(args: argparse.Namespace) -> int:

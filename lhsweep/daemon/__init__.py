@@ -25,13 +25,9 @@ from lhsweep.journal import open_journal
 from lhsweep.model import SweepReport
 from lhsweep.progress import Progress
 
-EXIT_OK = 0
-EXIT_USAGE = 64
-EXIT_STATE = 73  # EX_CANTCREAT: state.dir cannot be used
-EXIT_NOPERM = 77  # EX_NOPERM: not root
-EXIT_CONFIG = 78  # EX_CONFIG; systemd's RestartPreventExitStatus= can name it
+EXIT_USAGE = 64  # EX_USAGE; a bad configuration, privilege or state.dir: the error's own status
 
-__all__ = ["EXIT_CONFIG", "Daemon", "Parts", "default_parts", "run"]
+__all__ = ["Daemon", "Parts", "default_parts", "run"]
 
 
 def default_sweeper(host_root: str, runner: TrackedRunner, progress: Progress) -> SweepFn:
@@ -85,17 +81,10 @@ def run(config_path: str, host_root: str, log_target: str, verbose: bool = False
     """Run the daemon until SIGTERM/SIGINT; the process exit code (78 for a bad config)."""
     try:
         config = load(config_path)
-    except ConfigError as exc:
-        print(f"lhsweep: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
         check_state_dir(config.state_dir)
-    except PrivilegeError as exc:
-        print(f"lhsweep: missing privilege: {exc}", file=sys.stderr)
-        return EXIT_NOPERM
-    except StateError as exc:
-        print(f"lhsweep: {exc}", file=sys.stderr)
-        return EXIT_STATE
+    except (ConfigError, PrivilegeError, StateError) as exc:
+        print(exc.stderr_line(), file=sys.stderr)
+        return exc.exit_status
     try:
         parts = default_parts(log_target, verbose, host_root)
     except ValueError as exc:
