@@ -229,13 +229,14 @@ def test_a_busy_leftover_freed_without_a_uevent_is_rechecked_soon(rig: Rig) -> N
 
 def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig: Rig) -> None:
     """A young leftover is kept at first; the daemon looks again when its grace period ends."""
-    rig.write_config(sweep="grace_period = 3\naction_timeout = 1")
-    rig.tree.add_longhorn_volume("pvc-young")
+    # The grace period outlasts the daemon's start on a loaded machine (seconds there).
+    rig.write_config(sweep="grace_period = 8\naction_timeout = 1")
     rig.start_cri()
+    rig.tree.add_longhorn_volume("pvc-young")
     rig.start()
     assert rig.wait_ready().status.startswith("sweep 1: 0 removed")
     assert rig.removes() == []
-    state = rig.wait_state(lambda s: s["counts"]["removed"] > 0, timeout=20)
+    state = rig.wait_state(lambda s: s["counts"]["removed"] > 0, timeout=30)
     assert state["triggers"] == ["grace-end"]  # no pod-dir, uevent, CRI event or resync
     assert ["dmsetup", "remove", "--", "pvc-young"] in rig.removes()
 
