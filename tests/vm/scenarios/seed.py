@@ -7,9 +7,9 @@ torn down with no clean shutdown; the running lhsweep service must remove the dm
 
 from __future__ import annotations
 
-from lhvm import crash, nvmet, service, volumes
-from lhvm.observe import Facts, longhorn_nodes, snapshot
-from lhvm.proc import sh, wait_for
+from lhvm import crash, service, volumes
+from lhvm.observe import Facts, snapshot
+from lhvm.proc import sh
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
@@ -33,10 +33,7 @@ def main() -> None:
     crash.crash(manager, volume)
     removed = service.wait_entry(Event.REMOVED, since, timeout=60, LHSWEEP_DEVICE=VOLUME, LHSWEEP_KIND="dm")
     facts["removed_entry"] = service.fields_of(removed)
-    wait_for("the controller to go", lambda: not nvmet.controllers(volume.nqn), timeout=120)
-    # The controller may also vanish by itself (ctrl_loss_tmo): wait for the node's removal too.
-    wait_for("the node to go", lambda: VOLUME not in longhorn_nodes(), timeout=60)
-    after = snapshot()
+    after = crash.wait_swept(volume)
     facts["after"] = after
     facts["scan_after"] = service.scan()
     facts["journal"] = [e.get("MESSAGE", "") for e in service.entries(since)]
