@@ -47,6 +47,14 @@ def _openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
     return int(fd)
 
 
+def _readlink_at(dir_fd: int, name: str) -> Optional[str]:
+    """The text of the link `name` in the directory `dir_fd`, None when it is not a link."""
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return None
+
+
 class HostRoot:
     """The host's filesystem seen below `root` ("/" on the host, e.g. "/host" in a container)."""
 
@@ -146,6 +154,26 @@ class HostRoot:
             return []
         except OSError as exc:
             raise HostReadError(f"{host_path}: cannot list: {exc.strerror or exc}") from None
+
+    def read_links(self, host_path: str) -> dict[str, Optional[str]]:
+        """Every entry of a directory with its link text (None: not a link), sorted by name;
+        empty when the directory does not exist.
+
+        The directory is opened once and each entry read relative to it (one name, never
+        followed): one readlinkat() an entry instead of a resolution from the root each.
+        """
+        try:
+            fd = self.open(host_path, os.O_RDONLY | os.O_DIRECTORY)
+        except _ABSENT:
+            return {}
+        except OSError as exc:
+            raise HostReadError(f"{host_path}: cannot list: {exc.strerror or exc}") from None
+        try:
+            return {name: _readlink_at(fd, name) for name in sorted(os.listdir(fd))}
+        except OSError as exc:
+            raise HostReadError(f"{host_path}: cannot list: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
 
     def readlink(self, host_path: str) -> Optional[str]:
         """The text of the symlink `host_path` (never followed), None when it is not a link."""

@@ -49,8 +49,7 @@ class DmSysfs:
 def read_block_devices(host: HostRoot, problems: Problems) -> tuple[BlockDevice, ...]:
     """Every block device with a number: /sys/dev/block/M:m links name the kernel device."""
     devices = []
-    for entry in host.listdir(SYS_DEV_BLOCK):
-        link = host.readlink(f"{SYS_DEV_BLOCK}/{entry}")
+    for entry, link in host.read_links(SYS_DEV_BLOCK).items():
         try:
             dev = DevNum.parse(entry)
         except ValueError:
