@@ -42,8 +42,8 @@ HISTORY = [
     "readlink. The synthetic tree is read below a root other than /, so every open is an openat2 "
     "(RESOLVE_IN_ROOT) through ctypes, as in container mode; on the host (root /) they are plain "
     "os.open calls.",
-    "Item 3: removals in-process (ced950f): dm devices through the DM_DEV_REMOVE ioctl (with udev "
-    "cookie semantics left to udev's rules, the /dev/mapper links go as with dmsetup) and NVMe "
+    "Item 3: removals in-process (ced950f): dm devices through the DM_DEV_REMOVE ioctl (udev drops "
+    "the /dev/mapper link on the remove uevent, as after dmsetup; the VM boot scenario checks it) and NVMe "
     "controllers through sysfs delete_controller, in a kernel-call helper child kept for a sweep and "
     "abandoned when a call hangs; dmsetup/nvme-cli remain the fallback (sweep.removal = \"tools\").",
     "Item 5: pyroute2's UeventSocket loaded without pyroute2/__init__ (every netlink family): -11.6 "
