@@ -21,28 +21,49 @@ INTRO = [
 ]
 # What earlier runs of this bench found and what was changed for it (kept by hand: history).
 HISTORY = [
-    "Item 1, 10,000 volumes (replayed dmsetup): 16-56 s at commit 804e17a (load 3-5). cProfile: "
-    "52 of 59 s in plan._namespace_users, which scanned every /dev/longhorn entry for every "
-    "namespace (90 M comparisons), and 1.8 s in plan._follow_dm, which scanned every dm entry for "
-    "every stale node. Both became dictionary look-ups (3eaf8aa); the inventory reads fewer files "
-    "per device and uses os.read (66d029e, 0e77b0f). After: 1.43 s (load 1.9), of which inventory "
-    "~1.0 s and plan ~0.45 s. 1,000 volumes: 330-580 ms before, 123 ms after.",
-    "Still missed (item 1): the inventory is system-call bound (per volume ~4 listdir, ~4 open+read, "
-    "~2 readlink on tmpfs). The plan's per-entry rebuild of the live instance-manager tuple (~0.2 s at "
-    "10,000 with a live instance-manager) became one computation per plan in 6b0e67d, after the table "
-    "above was measured.",
-    "Item 5: RSS 51 MiB against 40. Import cost measured alone: pyroute2 (only UeventSocket is "
-    "used) +11 MiB, prometheus_client (only to write a text file) +3.5 MiB; the daemon's imports "
-    "without both: 35 MiB. Wake-ups with the CRI event stream: ~1,100/min, from grpcio's "
-    "synchronous stream iterator waiting in 0.1 s slices (grpc/_common.py MAXIMUM_WAIT_TIMEOUT) "
-    "and its channel spin thread polling every 0.2 s (seen per thread with strace); the same stream "
-    "read through grpc.aio: ~200/min (grpc core's own timer threads). After 0a631d9 (events.py reads "
-    "the stream through grpc.aio on a loop private to its thread; the table above predates it): "
-    "1,173 -> 149 wake-ups/min on Debian's grpcio 1.51 (what the .deb runs on), polling mode 87 -> 82; "
-    "PyPI's grpcio 1.85 still ~1,000/min from grpc core's event_engine worker threads.",
-    "Item 3: `lhsweep sweep` spends 90% of its time waiting for `dmsetup remove` (tools.run: "
-    "~230 ms a call in the guest, against ~140 ms for dmsetup+rm in the shell loop); the re-checks "
-    "(dm ioctl, sysfs, mountinfo, flocks) cost ~17 ms a volume.",
+    "Before, from the run at commit 5ea4d47 (2026-11-25, load 0.8-1.9): item 1 at 1,000 volumes "
+    "122.9 ms, at 10,000 1434 ms (targets 100 ms and 1 s missed); item 2 runbook/lhsweep 11.5x "
+    "(2347 ms cold, of which the scan 419 ms); item 3 lhsweep 305.5 ms a volume against 141.4 ms for "
+    "the shell loop (2.16x slower; 90% of it waiting for `dmsetup remove`, tools.run ~230 ms a call); "
+    "item 4 2891 ms against 2250; item 5 RSS 50.8 MiB (event stream) and 51.1 MiB (polling) against "
+    "40, 1110 and 145 wake-ups/min.",
+    "Item 1 regressed after that run: at the start of this work (load 1.2-2.8) 411 ms at 1,000 and "
+    "9335 ms at 10,000. cProfile: usage.of_device sorted and scanned every loop device for every "
+    "device asked about (quadratic: 100 M comparisons at 10,000 volumes with ~1,000 loops). Now the "
+    "loops are indexed by backing device once per inventory (914aaaf).",
+    "Item 1, system calls per volume cut (914aaaf, the /sys/dev/block commit after it): sysfs "
+    "attributes in one read() (the kernel hands an attribute whole to the first read; no second "
+    "read for end of file), controllers' transport and address no longer read (the plan uses their "
+    "names), a dm device's slaves/ listed only when a backing device of its table is not a block "
+    "device (only then does the plan ask for the dangling links), /sys/dev/block read through one "
+    "directory fd with readlinkat per entry instead of an openat2 from the root per device, and "
+    "openat2's struct built once per flag set. Per volume before: ~4 listdir, ~4 open+read, ~2 "
+    "readlink (each below a host root an openat2 + call + close); after: 3 listdir, 2 open+read, 0 "
+    "readlink. The synthetic tree is read below a root other than /, so every open is an openat2 "
+    "(RESOLVE_IN_ROOT) through ctypes, as in container mode; on the host (root /) they are plain "
+    "os.open calls.",
+    "Item 1, the same trees scanned back to back by the code before (5057406) and after "
+    "(process CPU time, min of runs, load ~10 from other jobs): 1,000 volumes 0.34 -> 0.25 s, "
+    "10,000 volumes 8.05 -> 3.11 s. The wall-clock rows above were taken at load 5-8 on 2 cores "
+    "(the measuring process got under half a CPU: 3.1 s of CPU in 8-10 s). What remains, by "
+    "cProfile at 10,000: inventory ~2/3 (openat2 through ctypes and listdir: 3 listdir and 2 "
+    "attribute reads a volume, each a fact the plan uses: the holders/ of every dm device and "
+    "namespace, a subsystem's controllers and namespaces, its NQN, a controller's state), plan "
+    "~1/3. Below a host root a listdir costs ~14 us of CPU against ~8 us for a plain path (Python's "
+    "listdir(fd) adds dup, fstat, fcntl and lseek to the openat2 that keeps links inside the "
+    "root); the bench reads its trees below a root, as container mode does, while the host "
+    "service (root /) opens plain paths.",
+    "Item 3: removals in-process (ced950f): dm devices through the DM_DEV_REMOVE ioctl (udev drops "
+    "the /dev/mapper link on the remove uevent, as after dmsetup; the VM boot scenario checks it) and NVMe "
+    "controllers through sysfs delete_controller, in a kernel-call helper child kept for a sweep and "
+    "abandoned when a call hangs; dmsetup/nvme-cli remain the fallback (sweep.removal = \"tools\").",
+    "Item 5: pyroute2's UeventSocket loaded without pyroute2/__init__ (every netlink family): -11.6 "
+    "MiB (50db749); the metrics text written by lhsweep instead of prometheus_client (-3.5 MiB, "
+    "ab5e1ce); container mode's HTTP server (wsgiref, http.server, email) imported only in container "
+    "mode. Idle RSS measured on its own after these (20 s, load 2.3-2.9): 38.8 MiB with the event "
+    "stream, 38.7 MiB polling, 147 and 114 wake-ups/min. Wake-ups with the event stream: "
+    "1,173 -> 149/min on Debian's grpcio 1.51 since 0a631d9 (the stream read through grpc.aio); "
+    "PyPI's grpcio 1.85 ~1,000/min from grpc core's event_engine worker threads.",
 ]
 REPRODUCE = [
     "```",

@@ -69,11 +69,11 @@ REACTION_TITLE = "4. Reaction time to a crash (real kernel, VM, through the serv
 
 def _why(result: Any) -> str:
     if result is None:
-        return f"the scenario left no result (see {OUT_DIR})"
+        return f"the scenario left no result (see {OUT_DIR.relative_to(REPO)})"
     if result.passed:
         return ""
     last = [line for line in result.output.splitlines() if line.strip()][-1:] or ["no output"]
-    return f"{result.describe().splitlines()[0]}: {last[0]} (see {result.directory})"
+    return f"{result.describe().splitlines()[0]}: {last[0]} (see {_in_repo(result.directory)})"
 
 
 def _unmeasured(title: str, why: str) -> Section:
@@ -163,3 +163,11 @@ def _reaction_section(facts: dict[str, Any], why: str, boot: str) -> Section:
 
 def _list(values: list[float]) -> str:
     return ", ".join(ms(v) for v in values)
+
+
+def _in_repo(path: Path) -> str:
+    """`path` relative to the repository when it lies inside (docs name no path outside it)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)

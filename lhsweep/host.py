@@ -27,18 +27,32 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
+_HOW_SIZE = ctypes.sizeof(_OpenHow)
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+_HOWS: dict[tuple[int, int], _OpenHow] = {}  # one struct per (flags, mode): built once, not per call
 
 
 def _openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
     """openat2(dir_fd, path) resolved inside dir_fd; raises OSError like os.open."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0,
-                   _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+    key = (flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0)
+    how = _HOWS.get(key)
+    if how is None:
+        how = _HOWS[key] = _OpenHow(key[0], key[1], _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    fd = _libc.syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how), _HOW_SIZE)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     return int(fd)
+
+
+def _readlink_at(dir_fd: int, name: str) -> Optional[str]:
+    """The text of the link `name` in the directory `dir_fd`, None when it is not a link."""
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return None
 
 
 class HostRoot:
@@ -96,9 +110,20 @@ class HostRoot:
     def read_text(self, host_path: str) -> Optional[str]:
         """The file's text (undecodable bytes replaced), None when it does not exist.
 
-        Plain os.read calls: a sysfs attribute comes whole in the first read, and this is
-        about half the cost of open() on the 10,000-device inventory path.
+        Plain os.read calls up to end of file (about half the cost of open() on the
+        10,000-device inventory path).
         """
+        return self._read(host_path, whole_first_read=False)
+
+    def read_attribute(self, host_path: str) -> Optional[str]:
+        """A sysfs attribute's text, None when it does not exist: one read, no second one for EOF.
+
+        The kernel hands a sysfs attribute (at most a page) whole to the first read() of a
+        larger buffer; not for /proc files, whose reads may stop short of the end.
+        """
+        return self._read(host_path, whole_first_read=True)
+
+    def _read(self, host_path: str, whole_first_read: bool) -> Optional[str]:
         try:
             fd = self.open(host_path, os.O_RDONLY)
         except _ABSENT:
@@ -106,12 +131,9 @@ class HostRoot:
         except OSError as exc:
             raise HostReadError(f"{host_path}: cannot read: {exc.strerror or exc}") from None
         try:
-            chunks = []
-            while True:
-                chunk = os.read(fd, _CHUNK)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            chunks = [os.read(fd, _CHUNK)]
+            while chunks[-1] and not (whole_first_read and len(chunks[-1]) < _CHUNK):
+                chunks.append(os.read(fd, _CHUNK))
         except OSError as exc:
             raise HostReadError(f"{host_path}: cannot read: {exc.strerror or exc}") from None
         finally:
@@ -132,6 +154,26 @@ class HostRoot:
             return []
         except OSError as exc:
             raise HostReadError(f"{host_path}: cannot list: {exc.strerror or exc}") from None
+
+    def read_links(self, host_path: str) -> dict[str, Optional[str]]:
+        """Every entry of a directory with its link text (None: not a link), sorted by name;
+        empty when the directory does not exist.
+
+        The directory is opened once and each entry read relative to it (one name, never
+        followed): one readlinkat() an entry instead of a resolution from the root each.
+        """
+        try:
+            fd = self.open(host_path, os.O_RDONLY | os.O_DIRECTORY)
+        except _ABSENT:
+            return {}
+        except OSError as exc:
+            raise HostReadError(f"{host_path}: cannot list: {exc.strerror or exc}") from None
+        try:
+            return {name: _readlink_at(fd, name) for name in sorted(os.listdir(fd))}
+        except OSError as exc:
+            raise HostReadError(f"{host_path}: cannot list: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
 
     def readlink(self, host_path: str) -> Optional[str]:
         """The text of the symlink `host_path` (never followed), None when it is not a link."""

@@ -79,7 +79,6 @@ class DmDevice:
     deferred_remove: bool
     # None when holders/ could not be listed.
     holders: Optional[tuple[str, ...]]
-    slaves: tuple[str, ...]
     # For each slaves/ link whose target no longer exists: the link text (never followed).
     dangling_slaves: tuple[str, ...] = ()
 
@@ -118,11 +117,9 @@ class NvmeNamespace:
 
 @dataclass(frozen=True)
 class NvmeController:
-    """An NVMe-oF controller (/sys/class/nvme/nvmeN)."""
+    """An NVMe-oF controller (/sys/class/nvme/nvmeN) and its state (live, connecting, ...)."""
 
     name: str
-    transport: str
-    address: str
     state: str
 
 

@@ -35,12 +35,20 @@ class Usage:
     loops: Fact[tuple[LoopDevice, ...]]
     _mounts_by_dev: dict[DevNum, list[Mount]] = field(default_factory=dict, repr=False, compare=False)
     _openers_by_dev: dict[DevNum, list[Opener]] = field(default_factory=dict, repr=False, compare=False)
+    _loops_by_dev: dict[DevNum, list[LoopDevice]] = field(default_factory=dict, repr=False, compare=False)
+    _unresolved_loops: list[LoopDevice] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for mount in () if isinstance(self.mounts, Unknown) else self.mounts:
             self._mounts_by_dev.setdefault(mount.dev, []).append(mount)
         for opener in () if isinstance(self.openers, Unknown) else self.openers:
             self._openers_by_dev.setdefault(opener.dev, []).append(opener)
+        # Indexed once: every device asks, and a node has thousands (sorted: stable reasons).
+        for loop in () if isinstance(self.loops, Unknown) else sorted(self.loops, key=lambda x: x.name):
+            if loop.backing is None:
+                self._unresolved_loops.append(loop)
+            else:
+                self._loops_by_dev.setdefault(loop.backing, []).append(loop)
 
     @classmethod
     def of(cls, inventory: Inventory) -> Usage:
@@ -69,12 +77,10 @@ class Usage:
                        for m in self._mounts_by_dev.get(dev, ()))
         busy += [f"{name} is open by pid {o.pid} ({o.comm})"
                  for o in sorted(self._openers_by_dev.get(dev, ()), key=lambda o: o.pid)]
-        for loop in () if isinstance(self.loops, Unknown) else sorted(self.loops, key=lambda x: x.name):
-            if loop.backing == dev:
-                busy.append(f"{name} backs loop device {loop.name} ({loop.backing_file})")
-            elif loop.backing is None:
-                unknown.append(f"{name}: the backing file of {loop.name} ({loop.backing_file}) "
-                               f"cannot be resolved")
+        busy += [f"{name} backs loop device {loop.name} ({loop.backing_file})"
+                 for loop in self._loops_by_dev.get(dev, ())]
+        unknown += [f"{name}: the backing file of {loop.name} ({loop.backing_file}) cannot be resolved"
+                    for loop in self._unresolved_loops]
         return DeviceUse(tuple(busy), tuple(unknown))
 
 

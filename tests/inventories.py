@@ -62,7 +62,7 @@ class Host:
         dev, name = DevNum(NVME_MAJOR, index), f"nvme{index}n1"
         if present:
             ns = NvmeNamespace(name, dev, ())
-            ctrl = NvmeController(f"nvme{index}", "tcp", "traddr=127.0.0.1,trsvcid=4420", "live")
+            ctrl = NvmeController(f"nvme{index}", "live")
             self.subsystems.append(NvmeSubsystem(f"nvme-subsys{index}", nqn, (ctrl,), (ns,)))
             self.blocks.append(BlockDevice(name, dev))
         return dev, name
@@ -72,7 +72,7 @@ class Host:
         """A dm device (registered as a block device dm-N)."""
         dev = DevNum(DM_MAJOR, self.next_dm)
         self.next_dm += 1
-        dm = DmDevice(name, dev, uuid, suspended, targets, open_count, False, holders, ())
+        dm = DmDevice(name, dev, uuid, suspended, targets, open_count, False, holders)
         self.dm.append(dm)
         self.blocks.append(BlockDevice(f"dm-{dev.minor}", dev))
         return dm
@@ -90,7 +90,7 @@ class Host:
         """Record `holder` in dm's holders/ and count its open."""
         held = DmDevice(dm.name, dm.dev, dm.uuid, dm.suspended, dm.targets,
                         (dm.open_count or 0) + 1, dm.deferred_remove,
-                        (*(dm.holders or ()), f"dm-{holder.dev.minor}"), dm.slaves)
+                        (*(dm.holders or ()), f"dm-{holder.dev.minor}"), dm.dangling_slaves)
         self.dm[self.dm.index(dm)] = held
 
     def hold_namespace(self, ns_dev: DevNum, holder: DmDevice) -> None:

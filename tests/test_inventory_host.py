@@ -55,6 +55,19 @@ def test_links_are_read_not_followed_and_relative_links_resolve_below_the_root(t
     assert host.listdir("/sys/block") == ["dm-0", "dm-1"]
     st = host.lstat("/sys/block/dm-1")
     assert st is not None and os.path.islink(host.path("/sys/block/dm-1"))
+    (tmp_path / "sys" / "block" / "plain").write_text("")
+    assert host.read_links("/sys/block") == {"dm-0": "../devices/dm-0", "dm-1": "../devices/gone",
+                                             "plain": None}
+    assert host.read_links("/missing") == {}
+
+
+def test_read_links_opens_its_directory_inside_the_root(tmp_path) -> None:
+    """/sys/dev -> /real/dev is the root's /real/dev, never the machine's own."""
+    (tmp_path / "real" / "dev" / "block").mkdir(parents=True)
+    os.symlink("../../devices/dm-0", tmp_path / "real" / "dev" / "block" / "253:0")
+    (tmp_path / "sys").mkdir()
+    os.symlink("/real/dev", tmp_path / "sys" / "dev")
+    assert HostRoot(str(tmp_path)).read_links("/sys/dev/block") == {"253:0": "../../devices/dm-0"}
 
 
 def test_open_dir_fd_refuses_a_symlinked_directory(tmp_path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lhsweep.metrics import Metrics
+from lhsweep.metrics import Family, Metrics
 from lhsweep.model import (
     ActionOutcome,
     ActionResult,
@@ -102,3 +102,13 @@ def test_promtool_checks_and_unit_tests_the_rules() -> None:
     tested = subprocess.run(["promtool", "test", "rules", "lhsweep.rules.test.yml"],
                             cwd=MONITORING, capture_output=True, text=True, check=False)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_label_values_and_help_are_escaped_for_the_parser() -> None:
+    family = Family("lhsweep_test", 'help with \\ and\nnewline', "counter", ("name",))
+    family.inc('a "quoted" \\ value\nwith newline')
+    (parsed,) = text_string_to_metric_families(family.render())
+    assert (parsed.name, parsed.type, parsed.documentation) == ("lhsweep_test", "counter",
+                                                                "help with \\ and\nnewline")
+    assert [(s.name, s.labels, s.value) for s in parsed.samples] == [
+        ("lhsweep_test_total", {"name": 'a "quoted" \\ value\nwith newline'}, 1.0)]

@@ -265,9 +265,9 @@ def test_unknown_dev_longhorn_leaves_longhorn_entries_unknown() -> None:
 def test_unknown_holders_or_open_count_make_the_device_unknown() -> None:
     host = Host()
     dm = host.add_volume("pvc-1", ctime_ns=OLD, node=False)
-    host.dm[0] = DmDevice(dm.name, dm.dev, "", False, dm.targets, None, False, (), ())
+    host.dm[0] = DmDevice(dm.name, dm.dev, "", False, dm.targets, None, False, ())
     assert "open count could not be read" in plan_of(host).entries[0].reason
-    host.dm[0] = DmDevice(dm.name, dm.dev, "", False, dm.targets, 0, False, None, ())
+    host.dm[0] = DmDevice(dm.name, dm.dev, "", False, dm.targets, 0, False, None)
     plan = plan_of(host)
     assert plan.entries[0].verdict.value == "unknown" and "holders/" in plan.entries[0].reason
     assert plan.removals == ()

@@ -348,3 +348,22 @@ def test_non_root_is_told_which_privilege_is_missing() -> None:
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("lhsweep: missing privilege: ")
     assert "as root" in done.stderr and "CAP_SYS_ADMIN" in done.stderr
+
+
+def test_scan_imports_neither_the_daemon_nor_its_libraries(rig: Rig) -> None:
+    """`lhsweep scan` (a cold start each time) loads no daemon part, pyroute2 or prometheus_client."""
+    rig.tree.add_longhorn_volume("pvc-1")
+    code = ("import sys\nfrom lhsweep.cli import main\nrc = main(sys.argv[1:])\n"
+            "print(*sorted(sys.modules), sep='\\n', file=sys.stderr)\nsys.exit(rc)\n")
+    argv = [sys.executable, "-c", code, "--config", str(rig.config), "--host-root", rig.tree.root,
+            "scan", "--json"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    assert ("dm", "pvc-1") in verdicts(json.loads(done.stdout)), "the scan did not reach its report"
+    loaded = set(done.stderr.split())
+    assert "lhsweep.sweep" in loaded and "lhsweep.cri.client" in loaded
+    unwanted = sorted(m for m in loaded
+                      if m.split(".")[0] in ("pyroute2", "prometheus_client")
+                      or m == "lhsweep.daemon" or m.startswith("lhsweep.daemon.")
+                      or m == "lhsweep.metrics")
+    assert unwanted == []

@@ -13,7 +13,6 @@ import sys
 
 from lhsweep.config import Config, load
 from lhsweep.container import container_mode
-from lhsweep.daemon.container import run_in_container
 from lhsweep.daemon.cri_watch import CriWatcher, open_event_stream
 from lhsweep.daemon.inotify import PodDirWatcher
 from lhsweep.daemon.loop import Daemon, Parts
@@ -91,5 +90,8 @@ def run(config_path: str, host_root: str, log_target: str, verbose: bool = False
         print(f"lhsweep: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if container_mode():
+        # The HTTP server (wsgiref, http.server, email, ssl) only where it serves the probes.
+        from lhsweep.daemon.container import run_in_container  # noqa: PLC0415
+
         return run_in_container(config_path, host_root, config, parts, log_target)
     return Daemon(config_path, host_root, config, parts).run()

@@ -1,4 +1,4 @@
-"""Container mode's HTTP server: /metrics (prometheus_client), /healthz and /readyz for the probes."""
+"""Container mode's HTTP server: /metrics (Prometheus text), /healthz and /readyz for the probes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from socketserver import ThreadingMixIn
 from typing import Any, Callable, Optional
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import make_wsgi_app
-
 from lhsweep.daemon.loop import STALL_SLACK_S, Daemon
+from lhsweep.metrics import CONTENT_TYPE
 from lhsweep.tools import KILL_GRACE_S
 
 StartResponse = Callable[..., Any]
@@ -71,13 +70,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 def make_app(health: Health) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """The WSGI application: /metrics, /healthz, /readyz, 404 elsewhere."""
-    metrics = make_wsgi_app(health.daemon.reporter.metrics.registry)
+    metrics = health.daemon.reporter.metrics
     checks = {LIVE_PATH: health.live, READY_PATH: health.ready}
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == METRICS_PATH:
-            return metrics(environ, start_response)  # type: ignore[no-any-return]
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
+            return [metrics.render().encode()]
         check = checks.get(path)
         if check is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])

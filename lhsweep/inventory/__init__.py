@@ -73,7 +73,8 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
     states = _dm_states(host, dm_control, problems) if dm_blocks else {}
     usage = read_usage(host, problems)
     by_dev = {s.dev: s for s in states.values()} if states is not None else None
-    dm_devices = [d for d in (_dm_device(host, b, by_dev, present, problems) for b in dm_blocks)
+    devs = frozenset(b.dev for b in blocks)
+    dm_devices = [d for d in (_dm_device(host, b, by_dev, (present, devs), problems) for b in dm_blocks)
                   if d is not None]
     nodes = _fact(problems, read_nodes, host)
     subsystems = read_subsystems(host, problems, {b.name: b.dev for b in blocks})
@@ -119,7 +120,7 @@ def read_dm_device(host: HostRoot, name: str,
     sysfs = read_dm_sysfs(host, kernel_name, state.dev, Problems()) if kernel_name else None
     if sysfs is None or sysfs.name != name:
         return DmDevice(name, state.dev, state.uuid, state.suspended, None, None,
-                        state.deferred_remove, (), ())
+                        state.deferred_remove, ())
     return _from_state(state, sysfs.links, sysfs.suspended)
 
 
@@ -145,13 +146,18 @@ def _dm_states(host: HostRoot, dm_control: Optional[DmControl],
 
 
 def _dm_device(host: HostRoot, block: BlockDevice, by_dev: Optional[dict[DevNum, DmState]],
-               present: frozenset[str], problems: Problems) -> Optional[DmDevice]:
-    """The dm device at `block`: the control's facts plus sysfs links, or sysfs alone."""
+               present: tuple[frozenset[str], frozenset[DevNum]], problems: Problems) -> Optional[DmDevice]:
+    """The dm device at `block`: the control's facts plus sysfs links, or sysfs alone.
+
+    `present`: the kernel names and the numbers of every block device.
+    """
     state = by_dev.get(block.dev) if by_dev is not None else None
+    names, devs = present
     try:
         if state is not None:
-            return _from_state(state, read_dm_links(host, block.name, present))
-        sysfs = read_dm_sysfs(host, block.name, block.dev, problems, present)
+            gone = any(t.backing is not None and t.backing not in devs for t in state.targets)
+            return _from_state(state, read_dm_links(host, block.name, names, gone))
+        sysfs = read_dm_sysfs(host, block.name, block.dev, problems, names)
     except HostReadError as exc:
         problems.add(str(exc))
         return None
@@ -165,15 +171,14 @@ def _dm_device(host: HostRoot, block: BlockDevice, by_dev: Optional[dict[DevNum,
 def _from_state(state: DmState, links: DmLinks, suspended: bool = False) -> DmDevice:
     """The control interface's view of a device (name and number included) with its sysfs links."""
     return DmDevice(state.name, state.dev, state.uuid, state.suspended or suspended, state.targets,
-                    state.open_count, state.deferred_remove, links.holders, links.slaves,
-                    links.dangling_slaves)
+                    state.open_count, state.deferred_remove, links.holders, links.dangling_slaves)
 
 
 def _unknown(sysfs: DmSysfs) -> DmDevice:
     """A device known from sysfs only: its table and open count are unknown."""
     links = sysfs.links
     return DmDevice(sysfs.name, sysfs.dev, sysfs.uuid, sysfs.suspended, None, None, False,
-                    links.holders, links.slaves, links.dangling_slaves)
+                    links.holders, links.dangling_slaves)
 
 
 def _fact(problems: Problems, read: Callable[[HostRoot], _T], host: HostRoot) -> Fact[_T]:

@@ -51,7 +51,7 @@ class _Reader:
     def subsystem(self, name: str) -> Optional[NvmeSubsystem]:
         """The subsystem `name`; None when it vanished."""
         base = f"{SUBSYSTEMS}/{name}"
-        nqn = self.host.read_text(f"{base}/subsysnqn")
+        nqn = self.host.read_attribute(f"{base}/subsysnqn")
         if nqn is None:
             if self.host.exists(base):
                 self.problems.add(f"{base}/subsysnqn: missing")
@@ -69,13 +69,14 @@ class _Reader:
     def controller(self, name: str) -> Optional[NvmeController]:
         """The controller `name`; None when it vanished."""
         base = f"{CONTROLLERS}/{name}"
-        values = [self.host.read_text(f"{base}/{attr}") for attr in ("transport", "address", "state")]
-        if values[2] is None:
+        # Only its state: the plan needs the controller's name; transport and address are
+        # not read (two files a volume at 10,000 volumes).
+        state = self.host.read_attribute(f"{base}/state")
+        if state is None:
             if self.host.exists(base):
                 self.problems.add(f"{base}/state: missing")
             return None
-        transport, address, state = ((v or "").strip() for v in values)
-        return NvmeController(name, transport, address, state)
+        return NvmeController(name, state.strip())
 
     def namespaces(self, directory: str, entries: list[str]) -> list[NvmeNamespace]:
         """The namespace block devices among `entries` of `directory`."""
@@ -91,7 +92,7 @@ class _Reader:
         """The namespace at `path`; None when it has no (readable) device number."""
         dev = self.devs.get(name)
         if dev is None:
-            text = self.host.read_text(f"{path}/dev")
+            text = self.host.read_attribute(f"{path}/dev")
             if text is None:
                 return None
             try:

@@ -28,10 +28,9 @@ class Problems:
 
 @dataclass(frozen=True)
 class DmLinks:
-    """A dm device's holders/ and slaves/, and the link texts of the slaves that are gone."""
+    """A dm device's holders/, and the link texts of its slaves/ whose targets are gone."""
 
     holders: Optional[tuple[str, ...]]  # None: holders/ could not be listed
-    slaves: tuple[str, ...]
     dangling_slaves: tuple[str, ...]
 
 
@@ -50,8 +49,7 @@ class DmSysfs:
 def read_block_devices(host: HostRoot, problems: Problems) -> tuple[BlockDevice, ...]:
     """Every block device with a number: /sys/dev/block/M:m links name the kernel device."""
     devices = []
-    for entry in host.listdir(SYS_DEV_BLOCK):
-        link = host.readlink(f"{SYS_DEV_BLOCK}/{entry}")
+    for entry, link in host.read_links(SYS_DEV_BLOCK).items():
         try:
             dev = DevNum.parse(entry)
         except ValueError:
@@ -68,7 +66,7 @@ def read_dm_sysfs(host: HostRoot, kernel_name: str, dev: DevNum, problems: Probl
                   present: Container[str] = ()) -> Optional[DmSysfs]:
     """/sys/block/dm-N/{dm/name,dm/uuid,dm/suspended,holders,slaves}; None if it vanished."""
     base = f"{SYS_BLOCK}/{kernel_name}"
-    name = host.read_text(f"{base}/dm/name")
+    name = host.read_attribute(f"{base}/dm/name")
     if name is None or not name.strip():
         if host.exists(base):
             problems.add(f"{base}/dm/name: missing or empty")
@@ -77,20 +75,25 @@ def read_dm_sysfs(host: HostRoot, kernel_name: str, dev: DevNum, problems: Probl
         kernel_name=kernel_name,
         name=name.strip(),
         dev=dev,
-        uuid=(host.read_text(f"{base}/dm/uuid") or "").strip(),
+        uuid=(host.read_attribute(f"{base}/dm/uuid") or "").strip(),
         suspended=_flag(host, f"{base}/dm/suspended", problems),
         links=read_dm_links(host, kernel_name, present),
     )
 
 
-def read_dm_links(host: HostRoot, kernel_name: str, present: Container[str] = ()) -> DmLinks:
+def read_dm_links(host: HostRoot, kernel_name: str, present: Container[str] = (),
+                  backing_gone: bool = True) -> DmLinks:
     """holders/ and slaves/ of a dm device; a slave not in `present` (kernel names known to
-    exist) is checked, and its link text kept when its target is gone."""
+    exist) is checked, and its link text kept when its target is gone.
+
+    slaves/ is listed only when `backing_gone` (a backing device of the table is not a block
+    device, or the table is unknown): only then does the plan ask for the links' texts.
+    """
     base = f"{SYS_BLOCK}/{kernel_name}"
-    slaves = tuple(host.listdir(f"{base}/slaves"))
-    unknown = tuple(s for s in slaves if s not in present)
-    return DmLinks(read_holders(host, f"{base}/holders"), slaves,
-                   _dangling(host, f"{base}/slaves", unknown))
+    if not backing_gone:
+        return DmLinks(read_holders(host, f"{base}/holders"), ())
+    unknown = tuple(s for s in host.listdir(f"{base}/slaves") if s not in present)
+    return DmLinks(read_holders(host, f"{base}/holders"), _dangling(host, f"{base}/slaves", unknown))
 
 
 def read_holders(host: HostRoot, directory: str) -> Optional[tuple[str, ...]]:
@@ -105,7 +108,7 @@ def find_dm_kernel_name(host: HostRoot, name: str) -> Optional[tuple[str, DevNum
     """The dm-N kernel name and number of the dm device called `name`, by a sysfs scan."""
     for device in read_block_devices(host, Problems()):
         if device.name.startswith("dm-"):
-            text = host.read_text(f"{SYS_BLOCK}/{device.name}/dm/name")
+            text = host.read_attribute(f"{SYS_BLOCK}/{device.name}/dm/name")
             if text is not None and text.strip() == name:
                 return device.name, device.dev
     return None
@@ -120,7 +123,7 @@ def kernel_name_of(host: HostRoot, dev: DevNum) -> Optional[str]:
 def _flag(host: HostRoot, path: str, problems: Problems) -> bool:
     """A sysfs 0/1 file; unreadable or garbage reads as True (the cautious answer) with a problem."""
     try:
-        text = host.read_text(path)
+        text = host.read_attribute(path)
     except HostReadError as exc:
         problems.add(str(exc))
         return True

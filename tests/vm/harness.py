@@ -114,6 +114,9 @@ def build_payload(directory: Path, scenarios: list[Scenario], deb: Optional[Path
     shutil.copytree(GUEST_DIR, tree / "guest", ignore=shutil.ignore_patterns("__pycache__", "*.proto"))
     _generate_cri_messages(tree / "guest" / "lhvm")
     shutil.copytree(SCENARIO_DIR, tree / "scenarios", ignore=shutil.ignore_patterns("__pycache__"))
+    for scenario in scenarios:  # one kept elsewhere (bench/guest) comes along too
+        if scenario.script.parent != SCENARIO_DIR:
+            shutil.copyfile(scenario.script, tree / "scenarios" / scenario.script.name)
     for path in ([deb] if deb is not None else []) + list(extra):
         shutil.copyfile(path, tree / path.name)
     plan = {
