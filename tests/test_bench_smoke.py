@@ -11,7 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="synthetic host trees need mknod (root)")
+pytestmark = [pytest.mark.process,
+              pytest.mark.skipif(os.geteuid() != 0, reason="synthetic host trees need mknod (root)")]
 
 
 def test_quick_bench_writes_every_host_section(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from lhsweep.host import HostRoot
 from lhsweep.model import RuntimeState
 from tests.crifake import FakeCri, empty_state, im_pod, write_state
 
+pytestmark = pytest.mark.process
+
 NO_KUBELET = HostRoot("/nonexistent-host-root")  # the runtime is the configured one
 
 TIMEOUT = 5.0

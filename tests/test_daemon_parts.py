@@ -20,6 +20,8 @@ from lhsweep.host import HostRoot
 from lhsweep.model import Plan, RuntimeState, RuntimeView, SweepReport
 from tests.crifake import FakeCri, im_pod
 
+pytestmark = pytest.mark.process
+
 
 def test_watchdog_interval_is_half_the_timeout_and_honours_the_pid() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "20000000"}, 42) == 10.0

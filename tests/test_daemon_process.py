@@ -17,7 +17,8 @@ from lhsweep.host import HostRoot
 from lhsweep.inventory import read_subsystems
 from tests.daemonrig import PODS, REPO, Rig
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="host trees need mknod (root)")
+pytestmark = [pytest.mark.process,
+              pytest.mark.skipif(os.geteuid() != 0, reason="host trees need mknod (root)")]
 
 # Short waits and timeouts so the tests run fast; every other setting is lhsweep's default.
 TEST_CONFIG = {

@@ -26,6 +26,7 @@ from lhsweep.model import (
     Unknown,
 )
 from lhsweep.plan import make_plan
+from tests.examples import examples
 from tests.inventories import SECOND, Host, instance_manager, runtime_unknown, runtime_with
 
 NOW = 1_800_000_000.0
@@ -180,7 +181,7 @@ def _check_removals(inv: Inventory, runtime: RuntimeView, plan: Plan) -> None:
                 assert all((Kind.DM, u) in removed for u in users)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(hosts())
 def test_nothing_busy_foreign_or_owned_by_a_live_instance_manager_is_removed(case) -> None:
     inv, runtime, records = case
@@ -191,7 +192,7 @@ def test_nothing_busy_foreign_or_owned_by_a_live_instance_manager_is_removed(cas
             assert (kind, name) in {(e.kind, e.name) for e in plan.removals}, "waits for a kept entry"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(hosts())
 def test_unknown_runtime_gives_an_empty_removal_plan(case) -> None:
     inv, _, records = case
@@ -200,7 +201,7 @@ def test_unknown_runtime_gives_an_empty_removal_plan(case) -> None:
     assert all(e.verdict.value in ("unknown", "foreign") for e in plan.entries)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(hosts(), st.randoms(use_true_random=False))
 def test_planning_is_deterministic_and_ignores_input_order(case, rnd: random.Random) -> None:
     inv, runtime, records = case
@@ -218,7 +219,7 @@ def test_planning_is_deterministic_and_ignores_input_order(case, rnd: random.Ran
     assert _plan(shuffled, runtime, records) == first
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(hosts())
 def test_every_object_gets_exactly_one_entry(case) -> None:
     inv, runtime, records = case
