@@ -1,5 +1,5 @@
 """Entries, outcomes and sweep reports for testing what reports on a sweep (journal, metrics, state
-file, JSON schemas) without planning one; one sample report has every verdict and outcome kind."""
+file, JSON schemas) without planning one, and one sample report to share."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def report(*entries: Entry, outcomes: tuple[ActionOutcome, ...] = (), runtime: O
 
 
 def sample_report(runtime: Optional[RuntimeView] = None) -> SweepReport:
-    """Every verdict but live and unknown, of two kinds; one removal of each kind done, one stuck."""
+    """Stale, busy and foreign entries of two kinds; a removal of each kind done, one failed and stuck."""
     entries = (entry("pvc-1"),
                entry("pvc-2", Verdict.BUSY, "pvc-2 is mounted on /mnt/x"),
                entry("pvc-3"),
