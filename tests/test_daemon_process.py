@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.process,
               pytest.mark.skipif(os.geteuid() != 0, reason="host trees need mknod (root)")]
 
 # Short waits and timeouts so the tests run fast; every other setting is lhsweep's default.
-ACTION_TIMEOUT_S = 5  # far above what a fake tool takes on a loaded machine
+ACTION_TIMEOUT_S = 15  # far above what a fake tool (a Python start) takes on a loaded machine
+HUNG_ACTION_TIMEOUT_S = 5  # where a call hangs on purpose and the test waits for its cut
 DEBOUNCE_S = 0.1
 TEST_CONFIG = {
     "cri": "timeout = 2\npoll_interval = 0.5",
@@ -32,12 +33,17 @@ TEST_CONFIG = {
 WATCHDOG_USEC = "400000"  # a ping due every 0.2 s
 
 
+def hang_config(rig: Rig) -> None:
+    """The action timeout a hung call is cut at (HUNG_ACTION_TIMEOUT_S)."""
+    rig.write_config(sweep=f"grace_period = 0\naction_timeout = {HUNG_ACTION_TIMEOUT_S}")
+
+
 def assert_pinged_throughout(rig: Rig, until: float) -> None:
     """WATCHDOG=1 kept coming up to `until`, while a call hung for the action timeout: a loop that
     waited on the call would go silent that long; half of it (a dozen ping intervals) is the bound."""
     pings = [t for t, m in rig.messages if m == "WATCHDOG=1" and t <= until]
     gaps = [b - a for a, b in zip(pings, [*pings[1:], until])]  # from the first: start-up is not the point
-    assert len(pings) >= 3 and max(gaps) < ACTION_TIMEOUT_S / 2, f"watchdog pings paused: {gaps}"
+    assert len(pings) >= 3 and max(gaps) < HUNG_ACTION_TIMEOUT_S / 2, f"watchdog pings paused: {gaps}"
 
 
 @pytest.fixture
@@ -147,6 +153,7 @@ def test_sighup_with_broken_config_keeps_old_config_and_serving(
 
 
 def test_hung_dmsetup_neither_stops_watchdog_nor_later_sweeps(rig: Rig) -> None:
+    hang_config(rig)
     rig.tree.add_longhorn_volume("pvc-h", backing_gone=True)
     rig.tree.set_dm("pvc-h", hang_seconds=60)
     rig.start_cri()
@@ -160,6 +167,7 @@ def test_hung_dmsetup_neither_stops_watchdog_nor_later_sweeps(rig: Rig) -> None:
     assert rig.tree.dm("pvc-h")  # still there: nothing removed while dmsetup hangs
 
     rig.tree.set_dm("pvc-h", hang_seconds=0)
+    rig.write_config()  # the reload's sweep runs dmsetup with the generous action timeout
     rig.daemon.send_signal(signal.SIGHUP)  # a pod directory the runtime does not know would be "unknown"
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0)
     assert state["sweep_number"] >= 2
@@ -254,13 +262,16 @@ def test_a_busy_leftover_freed_without_a_uevent_is_rechecked_soon(rig: Rig) -> N
 
 def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig: Rig) -> None:
     """A young leftover is kept at first; the daemon looks again when its grace period ends."""
-    grace_s = 8  # longer than the daemon takes to start on a loaded machine
+    grace_s = 8  # far longer than a reload's sweep takes to plan on a loaded machine
     rig.write_config(sweep=f"grace_period = {grace_s}\naction_timeout = {ACTION_TIMEOUT_S}")
-    rig.tree.add_longhorn_volume("pvc-young")
     rig.start_cri()
     rig.start()
-    assert rig.wait_ready().status.startswith("sweep 1: 0 removed")
-    assert rig.removes() == []
+    rig.wait_ready()  # after start-up, however slow: the leftover's grace begins now
+    rig.tree.add_longhorn_volume("pvc-young")
+    assert rig.daemon is not None
+    rig.daemon.send_signal(signal.SIGHUP)
+    kept = rig.wait_state(lambda s: "reload" in s["triggers"])
+    assert kept["counts"]["removed"] == 0 and rig.removes() == []
     state = rig.wait_state(lambda s: s["counts"]["removed"] > 0, timeout=grace_s + 30)
     assert state["triggers"] == ["resync"]  # no pod-dir, uevent or CRI event: the grace timer
     assert ["dmsetup", "remove", "--", "pvc-young"] in rig.removes()
@@ -273,6 +284,7 @@ def test_a_hung_in_process_removal_is_reported_and_the_watchdog_keeps_going(rig:
     [subsystem] = [s for s in read_subsystems(HostRoot(rig.tree.root)) if s.nqn == vol.nqn]
     attribute = rig.tree.p(f"/sys/class/nvme/{subsystem.controllers[0].name}/delete_controller")
     os.mkfifo(attribute)
+    hang_config(rig)
     rig.start_cri()
     rig.start(WATCHDOG_USEC=WATCHDOG_USEC)
     rig.wait_ready()
@@ -285,6 +297,7 @@ def test_a_hung_in_process_removal_is_reported_and_the_watchdog_keeps_going(rig:
 
     os.unlink(attribute)
     Path(attribute).write_text("")
+    rig.write_config()  # the reload's sweep starts the helper with the generous action timeout
     rig.daemon.send_signal(signal.SIGHUP)
     rig.wait_state(lambda s: any(a["name"] == vol.nqn and a["result"] == "removed"
                                  for a in s["report"]["actions"]))
