@@ -158,7 +158,7 @@ class Rig:
         return read_state(self.state_dir) or {}
 
     def wait_state(self, want: Callable[[dict[str, Any]], bool],
-                   timeout: float = 20.0) -> dict[str, Any]:
+                   timeout: float = WAIT_S) -> dict[str, Any]:
         """Poll the state file until `want` holds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
