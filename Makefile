@@ -1,8 +1,13 @@
 # Entry points; each sets up what it needs on a fresh Debian 12 machine.
-.PHONY: check test demo deb rpm bench mutate image
+.PHONY: check test test-unit demo deb rpm bench mutate image
 
 check test:
 	bash dev/test
+
+# The unit tier (docs/testing.md): no subprocess, socket timeout, package or VM; Hypothesis capped.
+test-unit:
+	.venv-debian/bin/python -m pytest -q -m 'not (process or packaging or vm or image)' \
+	  --hypothesis-profile=quick
 
 demo:
 	bash dev/demo

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -25,6 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 FAKES = REPO / "tests" / "fakes"
 PODS = "/var/lib/kubelet/pods"
 WAIT_S = 60.0
+# SO_TIMESTAMP (asm-generic/socket.h; Python's socket module does not name it) and its struct timeval.
+SO_TIMESTAMP = 29
+TIMEVAL = struct.Struct("@ll")
 
 
 class Ready(NamedTuple):
@@ -56,6 +60,8 @@ class Rig:
         self.notify_path = str(base / "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
+        # The kernel stamps each datagram as it is queued: times stay right if the test reads late.
+        self.notify.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
         self.messages: list[tuple[float, str]] = []
         self.stderr_path = base / "daemon.stderr"
         self.cri: Optional[subprocess.Popen[str]] = None
@@ -132,11 +138,11 @@ class Rig:
         while time.monotonic() < deadline:
             self.notify.settimeout(max(0.01, deadline - time.monotonic()))
             try:
-                text = self.notify.recv(65536).decode()
+                data, ancillary, _, _ = self.notify.recvmsg(65536, socket.CMSG_SPACE(TIMEVAL.size))
             except socket.timeout:
                 break
-            self.messages.append((time.monotonic(), text))
-            if want(text):
+            self.messages.append((_queued_at(ancillary), data.decode()))
+            if want(self.messages[-1][1]):
                 return self.messages[-1]
         recent = [m for _, m in self.messages][-5:]
         raise AssertionError(f"no such notify message in {timeout:.0f} s; got {recent}; "
@@ -152,7 +158,7 @@ class Rig:
         return read_state(self.state_dir) or {}
 
     def wait_state(self, want: Callable[[dict[str, Any]], bool],
-                   timeout: float = 20.0) -> dict[str, Any]:
+                   timeout: float = WAIT_S) -> dict[str, Any]:
         """Poll the state file until `want` holds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -192,3 +198,12 @@ class Rig:
                     proc.kill()
                     proc.wait()
         self.notify.close()
+
+
+def _queued_at(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """When the kernel queued a datagram (its SO_TIMESTAMP), on the monotonic clock."""
+    for level, kind, payload in ancillary:
+        if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMP):
+            seconds, micros = TIMEVAL.unpack(payload[:TIMEVAL.size])
+            return time.monotonic() - max(0.0, time.time() - (seconds + micros / 1e6))
+    return time.monotonic()

@@ -11,22 +11,12 @@ from pathlib import Path
 import pytest
 
 from lhsweep.daemon.loop import TIMERS
-from lhsweep.model import (
-    ActionOutcome,
-    ActionResult,
-    Entry,
-    Identity,
-    InstanceManager,
-    Kind,
-    Plan,
-    RuntimeState,
-    RuntimeView,
-    SweepReport,
-    Verdict,
-)
+from lhsweep.model import SweepReport
 from lhsweep.render import report_to_dict
 from lhsweep.state import build_state
 from lhsweep.tools import StuckProcess
+from tests.builders import sample_report
+from tests.inventories import instance_manager, runtime_with
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "lhsweep"
@@ -169,12 +159,7 @@ def _shape(value: object) -> object:
 
 
 def _sample_report() -> SweepReport:
-    im = InstanceManager("instance-manager-0123", "9f0c", "longhorn-system", "node-1", "s1", "ready",
-                         "c1", "running", 1)
-    runtime = RuntimeView(RuntimeState.KNOWN, "containerd", "unix:///x", "containerd", "1.6.20", (im,))
-    entry = Entry(Kind.DM, "pvc-1", Verdict.STALE, "why", Identity("pvc-1"), "pvc-1")
-    outcome = ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "ok", "pvc-1", 0.02)
-    return SweepReport(runtime, Plan((entry,)), (outcome,), problems=())
+    return sample_report(runtime_with(instance_manager(1)))
 
 
 def test_the_documented_report_has_the_keys_the_code_writes() -> None:

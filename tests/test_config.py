@@ -18,6 +18,7 @@ from lhsweep import config as config_module
 from lhsweep.cli import main
 from lhsweep.config import KEYS, Config, TomlReader, load, parse, render, toml_value
 from lhsweep.errors import ConfigError
+from tests.examples import examples
 
 # The readers this interpreter has (%check runs this file on EL9's 3.9 without tomllib and on
 # Fedora 44+ without toml).
@@ -175,7 +176,8 @@ def _mutated(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_mutated())
 def test_fuzz_mutated_files_exit_0_or_78_without_a_traceback(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fuzz.toml"
@@ -189,7 +191,8 @@ def test_fuzz_mutated_files_exit_0_or_78_without_a_traceback(tmp_path: Path, tex
         assert parse(out, "again") == load(str(path))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_mutated())
 def test_fuzz_each_reader_reads_a_file_as_tomllib_does(reader: str, text: str) -> None:
     """A file means the same Config, or is refused, whichever reader the interpreter gives."""
@@ -227,7 +230,7 @@ def _backslash_after_u_escape(value: Any) -> bool:
     return False
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(value=_VALUES)
 def test_every_rendered_value_reads_back_equal_through_both_readers(value: Any) -> None:
     """render() writes TOML itself: strings escaped, ints, floats (inf, nan), bools, string lists."""

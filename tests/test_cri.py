@@ -14,7 +14,10 @@ from lhsweep.model import ALIVE_CONTAINER_STATES, RuntimeState, RuntimeView
 from tests.crifake import FakeCri, container_for, im_pod
 
 TIMEOUT = 5.0  # answers that should come; generous so a loaded machine does not flake
-SHORT = 0.3  # for calls the fake deliberately never answers in time
+# For calls the fake deliberately never answers (it waits 30 s): long enough that every healthy
+# call around it answers on a loaded machine, short enough to keep the wait cheap.
+SHORT = 2.0
+WAITS = pytest.mark.process  # waits SHORT seconds for a real timeout
 # A host with no kubelet files at all: the endpoints come from lhsweep's config alone.
 NO_KUBELET = HostRoot("/nonexistent-host-root")
 
@@ -110,6 +113,7 @@ def test_socket_without_listener_is_unavailable(cri: FakeCri) -> None:
     assert error.failure in (Failure.UNAVAILABLE, Failure.NO_SOCKET)
 
 
+@WAITS
 def test_slow_answer_times_out(cri: FakeCri) -> None:
     cri.set_behaviour("ListPodSandbox", delay=30)
     error = client_error(cri, timeout=SHORT)
@@ -279,8 +283,8 @@ def test_any_alive_container_makes_it_alive(cri: FakeCri) -> None:
 @pytest.mark.parametrize(
     ("call", "behaviour", "expected"),
     [
-        ("ListPodSandbox", {"delay": 30}, "timeout"),
-        ("ListContainers", {"delay": 30}, "timeout"),
+        pytest.param("ListPodSandbox", {"delay": 30}, "timeout", marks=WAITS),
+        pytest.param("ListContainers", {"delay": 30}, "timeout", marks=WAITS),
         ("ListPodSandbox", {"abort": "UNIMPLEMENTED"}, "unimplemented"),
         ("ListContainers", {"drop": True}, "unavailable"),
         ("ListPodSandbox", {"garbage": True}, "malformed"),
@@ -420,7 +424,7 @@ def test_a_missing_socket_is_skipped() -> None:
 
 
 @pytest.mark.parametrize("failing_first", [True, False])
-@pytest.mark.parametrize("failure", ["slow", "old-api", "garbage"])
+@pytest.mark.parametrize("failure", [pytest.param("slow", marks=WAITS), "old-api", "garbage"])
 def test_a_failing_socket_is_unknown_even_when_another_answers(failing_first: bool,
                                                                failure: str) -> None:
     with FakeCri() as failing, FakeCri() as good:

@@ -18,6 +18,8 @@ import pytest
 from tests.crifake import FakeCri, im_pod
 from tests.hosttree import HostTree, fake_host
 
+pytestmark = pytest.mark.process
+
 REPO = Path(__file__).resolve().parents[1]
 DISTRO = "/run/containerd/containerd.sock"
 K3S = "/run/k3s/containerd/containerd.sock"

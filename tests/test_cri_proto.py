@@ -86,6 +86,7 @@ def _python(code: str, implementation: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False)
 
 
+@pytest.mark.process  # one interpreter per implementation
 @pytest.mark.parametrize("implementation", ["python", "upb", "cpp"])
 def test_messages_load_with_each_protobuf_implementation(implementation: str) -> None:
     """A round trip through bytes and JSON, with warnings as errors, on each implementation here."""

@@ -15,9 +15,10 @@ from lhsweep.daemon.loop import STALL_SLACK_S, Daemon, Parts
 from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.worker import SweepFn, TrackedRunner
 from lhsweep.journal import Journal
-from lhsweep.model import Plan, RuntimeState, RuntimeView, SweepReport
+from lhsweep.model import SweepReport
 from lhsweep.progress import Progress
 from lhsweep.tools import KILL_GRACE_S
+from tests.builders import report
 
 
 class Recorder:
@@ -41,7 +42,7 @@ def daemon() -> Iterator[tuple[Daemon, Recorder, threading.Event]]:
     def sweeper(host_root: str, runner: TrackedRunner, progress: Progress) -> SweepFn:
         def sweep(config: Config) -> SweepReport:
             release.wait(30)
-            return SweepReport(RuntimeView(RuntimeState.KNOWN, "ok"), Plan(()))
+            return report()
         return sweep
 
     sink = Recorder()

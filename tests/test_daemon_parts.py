@@ -17,8 +17,11 @@ from lhsweep.daemon.notify import Notifier, NotifySocket, watchdog_interval
 from lhsweep.daemon.worker import SweepWorker, TrackedRunner
 from lhsweep.errors import LockBusyError
 from lhsweep.host import HostRoot
-from lhsweep.model import Plan, RuntimeState, RuntimeView, SweepReport
+from lhsweep.model import RuntimeView, SweepReport
+from tests.builders import report
 from tests.crifake import FakeCri, im_pod
+
+pytestmark = pytest.mark.process
 
 
 def test_watchdog_interval_is_half_the_timeout_and_honours_the_pid() -> None:
@@ -63,10 +66,6 @@ def test_notifier_is_silent_without_a_socket() -> None:
     assert not notifier.enabled and notifier.watchdog_interval is None
 
 
-def _report() -> SweepReport:
-    return SweepReport(RuntimeView(RuntimeState.KNOWN, "ok"), Plan(()))
-
-
 def _wait_readable(fd_owner: object, timeout: float = 10.0) -> bool:
     with selectors.DefaultSelector() as sel:
         sel.register(fd_owner, selectors.EVENT_READ)  # type: ignore[arg-type]
@@ -80,7 +79,7 @@ def test_worker_runs_one_sweep_and_wakes_the_loop() -> None:
     def sweep(config: Config) -> SweepReport:
         seen.append(config)
         release.wait(10)
-        return _report()
+        return report()
 
     worker = SweepWorker(sweep)
     worker.start()
@@ -92,7 +91,7 @@ def test_worker_runs_one_sweep_and_wakes_the_loop() -> None:
     release.set()
     assert _wait_readable(worker)
     result = worker.collect()
-    assert result is not None and result.report == _report() and result.triggers == ("boot",)
+    assert result is not None and result.report == report() and result.triggers == ("boot",)
     assert not worker.busy and seen == [Config()]
     worker.close()
 
@@ -104,7 +103,7 @@ def test_worker_hands_back_errors_and_survives_them() -> None:
         error = next(calls)
         if error is not None:
             raise error
-        return _report()
+        return report()
 
     worker = SweepWorker(sweep)
     worker.start()

@@ -108,6 +108,7 @@ def test_lost_pods_dir_means_resync_and_parent_watch(tmp_path: Path) -> None:
         watcher.close()
 
 
+@pytest.mark.process
 def test_queue_overflow_means_resync(tmp_path: Path) -> None:
     limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     if limit > 20000:
@@ -186,6 +187,7 @@ def test_uevent_watcher_names_relevant_events_and_overflow() -> None:
     watcher.close()
 
 
+@pytest.mark.process
 def test_real_uevent_socket_filters_an_unrelated_kernel_event() -> None:
     try:
         sock = open_uevent_socket()
@@ -209,6 +211,7 @@ def test_real_uevent_socket_filters_an_unrelated_kernel_event() -> None:
         watcher.close()
 
 
+@pytest.mark.process
 def test_the_uevent_socket_class_loads_without_the_whole_pyroute2_package() -> None:
     """pyroute2/__init__ (every netlink family) is not run for one socket class, and a later plain
     `import pyroute2` still gets the whole package with that very class."""

@@ -26,6 +26,8 @@ from lhsweep.progress import Progress
 from lhsweep.tools import KILL_GRACE_S
 from tests.daemonrig import FAKES, REPO, Rig
 
+pytestmark = pytest.mark.process
+
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="host trees need mknod (root)")
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from tests.hosttree import FAKE_KEY, FAKES, LONGHORN_PREFIX, HostTree, fake_host
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch: pytest.MonkeyPatch) -> HostTree:

@@ -22,6 +22,8 @@ from lhsweep.model import DevNum, DmTarget
 from lhsweep.tools import ToolRunner
 from tests.hosttree import FAKE_KEY, HostTree, fake_host
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch: pytest.MonkeyPatch) -> HostTree:

@@ -26,22 +26,16 @@ from lhsweep.journal import (
 )
 from lhsweep.model import (
     LONGHORN_NQN_PREFIX,
-    ActionOutcome,
     ActionResult,
-    Entry,
-    Identity,
     Kind,
-    Plan,
-    RuntimeState,
-    RuntimeView,
     SweepReport,
     Verdict,
 )
+from tests.builders import STALE_REASON, entry, outcome, report
+from tests.inventories import runtime_unknown
 
 LONGHORN_NQN = LONGHORN_NQN_PREFIX + "pvc-n"
 CATALOG = Path(__file__).resolve().parent.parent / "systemd" / "lhsweep.catalog"
-KNOWN = RuntimeView(RuntimeState.KNOWN, "answered", runtime_name="containerd",
-                    runtime_version="1.6.20")
 
 
 class Recorder:
@@ -57,23 +51,13 @@ class Recorder:
         return [e for e in self.entries if e.get("MESSAGE_ID") == event.value]
 
 
-def entry(name: str, verdict: Verdict, reason: str = "why", kind: Kind = Kind.DM,
-          holders: tuple[str, ...] = ()) -> Entry:
-    return Entry(kind, name, verdict, reason, Identity(name), volume=name, holders=holders)
-
-
-def report(*entries: Entry, outcomes: tuple[ActionOutcome, ...] = (),
-           runtime: RuntimeView = KNOWN, dry_run: bool = False) -> SweepReport:
-    return SweepReport(runtime, Plan(entries), outcomes, dry_run=dry_run)
-
-
 def log_sweep(log: DecisionLog, whole: SweepReport, n: int, summary: str) -> None:
     """Log a sweep as the daemon does: plan, each outcome, summary."""
     log.log_plan(whole)
     entries = {(e.kind, e.name): e for e in whole.plan.entries}
-    for outcome in whole.outcomes:
-        planned = entries.get((outcome.kind, outcome.name))
-        log.log_outcome(planned or entry(outcome.name, Verdict.STALE, kind=outcome.kind), outcome,
+    for ended in whole.outcomes:
+        planned = entries.get((ended.kind, ended.name))
+        log.log_outcome(planned or entry(ended.name, Verdict.STALE, kind=ended.kind), ended,
                         whole.dry_run)
     log.log_summary(whole, n, summary)
 
@@ -81,15 +65,15 @@ def log_sweep(log: DecisionLog, whole: SweepReport, n: int, summary: str) -> Non
 def test_send_gets_message_id_priority_and_lhsweep_fields() -> None:
     sent = Recorder()
     log = DecisionLog(Journal(sent))
-    removed = ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "dmsetup exited 0", "pvc-1", 0.25)
+    removed = outcome("pvc-1", ActionResult.REMOVED, "dmsetup exited 0", duration_s=0.25)
     log_sweep(log, report(entry("pvc-1", Verdict.STALE), outcomes=(removed,)), 1, "summary")
     (got,) = sent.by_id(Event.REMOVED)
-    assert got == {"MESSAGE": "removed stale dm pvc-1 (why; dmsetup exited 0)",
+    assert got == {"MESSAGE": f"removed stale dm pvc-1 ({STALE_REASON}; dmsetup exited 0)",
                    "MESSAGE_ID": Event.REMOVED.value,
                    "PRIORITY": str(NOTICE), "SYSLOG_IDENTIFIER": "lhsweep",
                    "LHSWEEP_DEVICE": "pvc-1", "LHSWEEP_KIND": "dm", "LHSWEEP_RESULT": "removed",
                    "LHSWEEP_REASON": "dmsetup exited 0", "LHSWEEP_VOLUME": "pvc-1",
-                   "LHSWEEP_DURATION": "0.250", "LHSWEEP_VERDICT_REASON": "why"}
+                   "LHSWEEP_DURATION": "0.250", "LHSWEEP_VERDICT_REASON": STALE_REASON}
     (summary,) = sent.by_id(Event.SWEEP_SUMMARY)
     assert summary["MESSAGE"] == "summary" and summary["PRIORITY"] == str(INFO)
 
@@ -99,8 +83,8 @@ def test_busy_failed_stuck_and_unknown_runtime_are_loud_every_sweep() -> None:
     log = DecisionLog(Journal(sent))
     busy = entry("pvc-b", Verdict.BUSY, "pvc-b is mounted on /mnt/x (linear over ...)",
                  holders=("pvc-b is mounted on /mnt/x",))
-    failed = ActionOutcome(Kind.NVME, "nvme-subsys3", ActionResult.FAILED, "nvme exited 1")
-    stuck = ActionOutcome(Kind.DM, "pvc-s", ActionResult.FAILED, "abandoned", stuck=True)
+    failed = outcome("nvme-subsys3", ActionResult.FAILED, "nvme exited 1", kind=Kind.NVME)
+    stuck = outcome("pvc-s", ActionResult.FAILED, "abandoned", stuck=True)
     for n in (1, 2):
         log_sweep(log, report(busy, outcomes=(failed, stuck)), n, f"sweep {n}")
     assert [e["LHSWEEP_HOLDER"] for e in sent.by_id(Event.BUSY)] == ["pvc-b is mounted on /mnt/x"] * 2
@@ -108,7 +92,7 @@ def test_busy_failed_stuck_and_unknown_runtime_are_loud_every_sweep() -> None:
     assert [e["LHSWEEP_DEVICE"] for e in sent.by_id(Event.FAILED)] == ["nvme-subsys3"] * 2
     assert [e["PRIORITY"] for e in sent.by_id(Event.STUCK)] == [str(ERR)] * 2
 
-    unknown = RuntimeView(RuntimeState.UNKNOWN, "no CRI socket")
+    unknown = runtime_unknown("no CRI socket")
     log_sweep(log, report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 3, "s")
     log_sweep(log, report(entry("pvc-u", Verdict.UNKNOWN), runtime=unknown), 4, "s")
     assert [e["LHSWEEP_REASON"] for e in sent.by_id(Event.RUNTIME_UNKNOWN)] == ["no CRI socket"] * 2

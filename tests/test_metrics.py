@@ -11,30 +11,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lhsweep.metrics import Family, Metrics
-from lhsweep.model import (
-    ActionOutcome,
-    ActionResult,
-    Entry,
-    Identity,
-    Kind,
-    Plan,
-    RuntimeState,
-    RuntimeView,
-    SweepReport,
-    Verdict,
-)
+from tests.builders import sample_report
+from tests.inventories import runtime_unknown
 
 MONITORING = Path(__file__).resolve().parent.parent / "monitoring"
-
-
-def _report(runtime: RuntimeState = RuntimeState.KNOWN) -> SweepReport:
-    entries = (Entry(Kind.DM, "pvc-1", Verdict.STALE, "r", Identity("pvc-1")),
-               Entry(Kind.DM, "pvc-2", Verdict.BUSY, "r", Identity("pvc-2")),
-               Entry(Kind.NODE, "pvc-1", Verdict.STALE, "r", Identity("pvc-1")),
-               Entry(Kind.DM, "vg0-data", Verdict.FOREIGN, "r", Identity("vg0-data")))
-    outcomes = (ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "ok"),
-                ActionOutcome(Kind.NODE, "pvc-1", ActionResult.FAILED, "EBUSY"))
-    return SweepReport(RuntimeView(runtime, "r"), Plan(entries), outcomes, duration_s=0.5)
 
 
 def _samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,20 +29,23 @@ def test_metrics_file_counts_entries_removals_and_ages(tmp_path: Path) -> None:
     metrics = Metrics()
     path = tmp_path / "lhsweep.prom"
     for now, stuck in ((1000.0, 0), (1060.0, 2)):
-        moved = [metrics.count_outcome(o) for o in _report().outcomes]  # as each one happens
-        metrics.observe(_report(), stuck_now=stuck, now=now)
-    assert moved == [o.result.value != "skipped" for o in _report().outcomes]
+        moved = [metrics.count_outcome(o) for o in sample_report().outcomes]  # as each one happens
+        metrics.observe(sample_report(), stuck_now=stuck, now=now)
+    assert moved == [o.result.value != "skipped" for o in sample_report().outcomes]
     assert metrics.write(str(path))
     got = _samples(path)
-    assert got[("lhsweep_entries", (("kind", "dm"), ("verdict", "stale")))] == 1
+    assert got[("lhsweep_entries", (("kind", "dm"), ("verdict", "stale")))] == 2
+    assert got[("lhsweep_entries", (("kind", "node"), ("verdict", "stale")))] == 1
     assert got[("lhsweep_entries", (("kind", "dm"), ("verdict", "busy")))] == 1
     assert got[("lhsweep_entries", (("kind", "nvme"), ("verdict", "live")))] == 0
     assert got[("lhsweep_removals_total", (("kind", "dm"),))] == 2
-    assert got[("lhsweep_removal_failures_total", (("kind", "node"),))] == 2
+    assert got[("lhsweep_removals_total", (("kind", "node"),))] == 2
+    assert got[("lhsweep_removal_failures_total", (("kind", "dm"),))] == 2
+    assert got[("lhsweep_removal_failures_total", (("kind", "node"),))] == 0
     assert got[("lhsweep_removals_total", (("kind", "nvme"),))] == 0
     assert got[("lhsweep_sweeps_total", (("result", "ok"),))] == 2
     assert got[("lhsweep_last_sweep_timestamp_seconds", ())] == 1060.0
-    assert got[("lhsweep_last_sweep_duration_seconds", ())] == 0.5
+    assert got[("lhsweep_last_sweep_duration_seconds", ())] == 0.25
     assert got[("lhsweep_runtime_reachable", ())] == 1
     assert got[("lhsweep_stuck_actions", ())] == 2
     assert got[("lhsweep_oldest_entry_age_seconds", (("verdict", "busy"),))] == 60.0
@@ -72,7 +55,7 @@ def test_metrics_file_counts_entries_removals_and_ages(tmp_path: Path) -> None:
 
 def test_unreachable_runtime_errors_and_missing_directory(tmp_path: Path) -> None:
     metrics = Metrics()
-    metrics.observe(_report(RuntimeState.UNKNOWN), stuck_now=0, now=1.0)
+    metrics.observe(sample_report(runtime_unknown()), stuck_now=0, now=1.0)
     metrics.observe_error(stuck_now=1)
     assert not metrics.write(str(tmp_path / "absent" / "lhsweep.prom"))
     assert not metrics.write("")
@@ -85,7 +68,7 @@ def test_unreachable_runtime_errors_and_missing_directory(tmp_path: Path) -> Non
 
 def test_alert_rules_use_only_metrics_the_daemon_exports(tmp_path: Path) -> None:
     metrics = Metrics()
-    metrics.observe(_report(), stuck_now=0, now=1.0)
+    metrics.observe(sample_report(), stuck_now=0, now=1.0)
     path = tmp_path / "m.prom"
     metrics.write(str(path))
     exported = {name for name, _ in _samples(path)}

@@ -302,6 +302,7 @@ def _deb_field(deb: Path, name: str) -> str:
     return run("dpkg-deb", "-f", str(deb), name).stdout.strip()
 
 
+@pytest.mark.packaging
 def test_deb_metadata(deb: Path) -> None:
     """Architecture all, the version, Depends only on the Debian packages named by the issue."""
     assert deb.name == f"lhsweep_{__version__}_all.deb"
@@ -314,6 +315,7 @@ def test_deb_metadata(deb: Path) -> None:
     assert not extra, extra
 
 
+@pytest.mark.packaging
 def test_deb_contents(deb: Path, tmp_path: Path) -> None:
     """The unit, config (a conffile), catalog, man pages, examples and the package are in it."""
     listing = run("dpkg-deb", "-c", str(deb)).stdout
@@ -335,6 +337,7 @@ def test_deb_contents(deb: Path, tmp_path: Path) -> None:
     assert (tree / "etc/lhsweep/lhsweep.toml").read_text() == DEFAULT_CONFIG.read_text()
 
 
+@pytest.mark.packaging
 def test_deb_postinst_leaves_a_new_install_disabled(deb: Path, tmp_path: Path) -> None:
     """A first configure enables nothing (like the RPM's preset); an enabled unit is kept enabled."""
     run("dpkg-deb", "-e", str(deb), str(tmp_path / "control"))
@@ -360,6 +363,7 @@ def test_deb_postinst_leaves_a_new_install_disabled(deb: Path, tmp_path: Path) -
     assert "deb-systemd-helper enable lhsweep.service" in configure(installed=0)
 
 
+@pytest.mark.packaging
 def test_deb_command_runs_from_the_package(deb: Path, tmp_path: Path) -> None:
     """The packaged /usr/bin/lhsweep, on Debian's python3, prints its version and reads the config."""
     if not os.access("/usr/bin/python3", os.X_OK):
@@ -378,6 +382,7 @@ def test_deb_command_runs_from_the_package(deb: Path, tmp_path: Path) -> None:
     assert parse(check.stdout, "check-config output") == Config()
 
 
+@pytest.mark.packaging
 def test_deb_catalog_compiles_where_journald_looks(deb: Path, tmp_path: Path) -> None:
     """journalctl --update-catalog takes the packaged catalog and lists each of its entries."""
     require("journalctl")
@@ -391,6 +396,7 @@ def test_deb_catalog_compiles_where_journald_looks(deb: Path, tmp_path: Path) ->
     assert sorted(line.split()[0] for line in listed) == sorted(ids)
 
 
+@pytest.mark.packaging
 def test_deb_is_lintian_clean(deb: Path) -> None:
     """lintian reports no error and no warning (overrides, if any, say why)."""
     require("lintian")
@@ -418,6 +424,7 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text))
 
 
+@pytest.mark.packaging
 @pytest.mark.parametrize("target", MATRIX)
 def test_rpm_layout_is_the_targets(rpms: dict[str, Path], target: str) -> None:
     """The package under the target's site-packages, /usr/bin/lhsweep on its interpreter, %config."""
@@ -440,6 +447,7 @@ def test_rpm_layout_is_the_targets(rpms: dict[str, Path], target: str) -> None:
     assert script.stdout.splitlines()[0] == f"#!{_interpreter(target)}"
 
 
+@pytest.mark.packaging
 @pytest.mark.parametrize("target", MATRIX)
 def test_rpm_requires_resolve_against_the_matrix(rpms: dict[str, Path], target: str) -> None:
     """Each Requires names a package the matrix lists for the target, at a version it has."""
@@ -457,6 +465,7 @@ def test_rpm_requires_resolve_against_the_matrix(rpms: dict[str, Path], target: 
             assert _version(available) >= _version(floor), (requirement, available)
 
 
+@pytest.mark.packaging
 @pytest.mark.parametrize("target", MATRIX)
 def test_rpm_requires_toml_only_without_tomllib(rpms: dict[str, Path], target: str) -> None:
     """The toml package is required exactly where the target's Python (< 3.11) lacks tomllib."""
@@ -465,6 +474,7 @@ def test_rpm_requires_toml_only_without_tomllib(rpms: dict[str, Path], target: s
     assert any(r.split()[0].endswith("-toml") for r in requires) == lacks_tomllib, requires
 
 
+@pytest.mark.packaging
 @pytest.mark.parametrize("target", MATRIX)
 def test_rpm_floors_are_the_package_metadata_ones(rpms: dict[str, Path], target: str) -> None:
     """Where rpm's generator read pyproject's floors (pythonX.Ydist), the named Requires agree."""
@@ -494,6 +504,7 @@ def test_tested_floors_are_the_requires_floors() -> None:
     assert _version(pins["grpcio"]) >= _version(floors["grpcio"]) == _version(deb["grpcio"])
 
 
+@pytest.mark.packaging
 @pytest.mark.parametrize("target", MATRIX)
 def test_rpm_scriptlets_leave_the_service_off_until_enabled(rpms: dict[str, Path], target: str) -> None:
     """Install applies the preset (off), upgrade restarts a running unit, removal stops it."""
@@ -504,6 +515,7 @@ def test_rpm_scriptlets_leave_the_service_off_until_enabled(rpms: dict[str, Path
     assert not re.search(r"systemctl[^\n]* (enable|start|restart) ", scripts), scripts
 
 
+@pytest.mark.packaging
 def test_rpm_installs_into_a_scratch_root_and_imports_from_there(rpms: dict[str, Path],
                                                                  tmp_path: Path) -> None:
     """rpm -i --root puts a working package in place: imported from that root's site-packages."""
@@ -533,6 +545,7 @@ def test_rpm_installs_into_a_scratch_root_and_imports_from_there(rpms: dict[str,
     assert parse(check.stdout, "check-config output") == Config()
 
 
+@pytest.mark.packaging
 def test_rpms_and_spec_are_rpmlint_clean(rpms: dict[str, Path]) -> None:
     """rpmlint finds nothing; packaging/rpmlint.toml filters only tags it justifies one by one."""
     require("rpmlint")

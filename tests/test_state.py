@@ -10,18 +10,7 @@ from typing import Any
 import pytest
 
 from lhsweep.errors import LhsweepError, StateError
-from lhsweep.model import (
-    ActionOutcome,
-    ActionResult,
-    Entry,
-    Identity,
-    Kind,
-    Plan,
-    RuntimeState,
-    RuntimeView,
-    SweepReport,
-    Verdict,
-)
+from lhsweep.model import Kind, Verdict
 from lhsweep.state import (
     STATE_FILE,
     build_state,
@@ -32,28 +21,18 @@ from lhsweep.state import (
     write_state,
 )
 from lhsweep.tools import StuckProcess
-
-RUNTIME = RuntimeView(RuntimeState.KNOWN, "ok", runtime_name="containerd", runtime_version="1.6.20")
-
-
-def _report(runtime: RuntimeView = RUNTIME) -> SweepReport:
-    entries = (Entry(Kind.DM, "pvc-1", Verdict.STALE, "no live V2 instance-manager", Identity("pvc-1")),
-               Entry(Kind.DM, "pvc-2", Verdict.BUSY, "pvc-2 is mounted on /mnt/x", Identity("pvc-2")),
-               Entry(Kind.DM, "pvc-3", Verdict.STALE, "no live V2 instance-manager", Identity("pvc-3")),
-               Entry(Kind.DM, "vg0-data", Verdict.FOREIGN, "LVM", Identity("vg0-data")))
-    outcomes = (ActionOutcome(Kind.DM, "pvc-1", ActionResult.REMOVED, "dmsetup exited 0"),
-                ActionOutcome(Kind.DM, "pvc-3", ActionResult.FAILED, "dmsetup timed out", stuck=True))
-    return SweepReport(runtime, Plan(entries), outcomes, duration_s=0.25)
+from tests.builders import entry, report, sample_report
+from tests.inventories import runtime_unknown
 
 
 def test_counts_and_summary_line() -> None:
-    counts = count_report(_report())
-    assert counts == {"entries": 4, "live": 0, "stale": 2, "busy": 1, "foreign": 1, "unknown": 0,
-                      "removed": 1, "skipped": 0, "failed": 1, "stuck": 1}
-    assert summary_line(_report(), 7, stuck_now=1) == (
-        "sweep 7: 1 removed, 1 failed, 1 busy, 1 stale left, 0 unknown, 0 live, 1 foreign; "
-        "containerd 1.6.20: 0 live instance-managers; 1 stuck action")
-    unknown = _report(RuntimeView(RuntimeState.UNKNOWN, "no CRI socket"))
+    counts = count_report(sample_report())
+    assert counts == {"entries": 5, "live": 0, "stale": 3, "busy": 1, "foreign": 1, "unknown": 0,
+                      "removed": 2, "skipped": 0, "failed": 1, "stuck": 1}
+    assert summary_line(sample_report(), 7, stuck_now=1) == (
+        "sweep 7: 2 removed, 1 failed, 1 busy, 1 stale left, 0 unknown, 0 live, 1 foreign; "
+        "containerd 1.6: 0 live instance-managers; 1 stuck action")
+    unknown = sample_report(runtime_unknown("no CRI socket"))
     assert summary_line(unknown, 1).endswith("; runtime unknown (no CRI socket)")
 
 
@@ -61,7 +40,7 @@ def test_write_is_atomic_creates_the_directory_and_reads_back(tmp_path: Path) ->
     state_dir = tmp_path / "run" / "lhsweep"
     assert read_state(str(state_dir)) is None
     stuck = (StuckProcess(("dmsetup", "remove", "pvc-3"), 4242, 1700000000.0),)
-    state = build_state(_report(), sweep_number=3, triggers=("pod-dir",), status="s", stuck=stuck)
+    state = build_state(sample_report(), sweep_number=3, triggers=("pod-dir",), status="s", stuck=stuck)
     path = write_state(str(state_dir), state)
     assert path == str(state_dir / STATE_FILE)
     assert os.listdir(state_dir) == [STATE_FILE]
@@ -84,7 +63,7 @@ def test_garbage_state_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_status_for_people_names_what_needs_attention() -> None:
     stuck = (StuckProcess(("dmsetup", "remove", "pvc-3"), 4242, 1700000000.0),)
-    state = build_state(_report(), sweep_number=3, triggers=("pod-dir", "uevent"),
+    state = build_state(sample_report(), sweep_number=3, triggers=("pod-dir", "uevent"),
                         status="sweep 3: ...", stuck=stuck)
     text = render_status(state, as_json=False)
     assert text.startswith("last sweep: #3 at ")
@@ -92,13 +71,14 @@ def test_status_for_people_names_what_needs_attention() -> None:
     assert "runtime: known (ok)" in text
     assert "  busy: dm pvc-2 (pvc-2 is mounted on /mnt/x)" in text
     assert "  removed: dm pvc-1 (dmsetup exited 0)" in text
+    assert "  removed: node pvc-1 (unlinked)" in text
     assert "  failed: dm pvc-3 (dmsetup timed out)" in text
     assert "  stuck: dmsetup remove pvc-3 (pid 4242, since " in text
     assert "vg0-data" not in text  # foreign devices need nobody's attention
 
 
 def test_status_as_json_is_the_state() -> None:
-    state = build_state(_report(), sweep_number=1, triggers=("boot",), status="s", stuck=())
+    state = build_state(sample_report(), sweep_number=1, triggers=("boot",), status="s", stuck=())
     assert json.loads(render_status(state, as_json=True)) == json.loads(json.dumps(state))
 
 
@@ -119,7 +99,7 @@ def test_status_as_json_is_the_state() -> None:
 ])
 def test_wrongly_typed_state_fields_are_one_line_errors(tmp_path: Path, change: Any,
                                                         where: str) -> None:
-    state = json.loads(json.dumps(build_state(_report(), sweep_number=1, triggers=("boot",),
+    state = json.loads(json.dumps(build_state(sample_report(), sweep_number=1, triggers=("boot",),
                                               status="s", stuck=())))
     change(state)
     (tmp_path / STATE_FILE).write_text(json.dumps(state))
@@ -129,10 +109,8 @@ def test_wrongly_typed_state_fields_are_one_line_errors(tmp_path: Path, change: 
 
 
 def test_status_escapes_what_it_prints() -> None:
-    report = _report()
-    entries = (Entry(Kind.NODE, "pvc-\nbusy: dm forged", Verdict.BUSY, "\x1b[2Jmounted\u202e",
-                     Identity("x")),)
-    state = build_state(SweepReport(report.runtime, Plan(entries)), sweep_number=1,
+    forged = entry("pvc-\nbusy: dm forged", Verdict.BUSY, "\x1b[2Jmounted\u202e", kind=Kind.NODE)
+    state = build_state(report(forged), sweep_number=1,
                         triggers=("boot\r",), status="s\x07", stuck=())
     text = render_status(state, as_json=False)
     assert all(line.isprintable() for line in text.splitlines())

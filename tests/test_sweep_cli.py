@@ -23,6 +23,8 @@ from lhsweep.tools import ToolRunner
 from tests.crifake import FakeCri, im_pod
 from tests.hosttree import FAKE_KEY, LONGHORN_PREFIX, HostTree, fake_host
 
+pytestmark = pytest.mark.process
+
 REPO = Path(__file__).resolve().parents[1]
 HOUR_NS = 3600 * 10**9
 

@@ -6,7 +6,11 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from lhsweep.tools import ToolRunner
+
+pytestmark = pytest.mark.process
 
 
 def test_exit_code_and_output_are_kept() -> None:
