@@ -265,7 +265,6 @@ def test_a_device_leaving_its_grace_period_is_swept_without_another_trigger(rig:
     grace_s = 8  # far longer than a reload's sweep takes to plan on a loaded machine
     rig.write_config(sweep=f"grace_period = {grace_s}\naction_timeout = {ACTION_TIMEOUT_S}")
     rig.start_cri()
-    rig.tree.add_longhorn_volume("pvc-young")
     rig.start()
     rig.wait_ready()  # after start-up, however slow: the leftover's grace begins now
     rig.tree.add_longhorn_volume("pvc-young")
