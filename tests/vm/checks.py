@@ -25,6 +25,14 @@ def removed(result: ScenarioResult, volume: str = "") -> list[tuple[str, str]]:
     return [(e["LHSWEEP_KIND"], e["LHSWEEP_DEVICE"]) for e in found]
 
 
+def volume_swept(got: list[tuple[str, str]], volume: str) -> bool:
+    """`got` (from `removed`) is a crashed volume's sweep: its dm device, its node, then at most its
+    controller (lhsweep's to disconnect too, unless the controller's ctrl_loss_tmo ran out first)."""
+    rest = got[2:]
+    return got[:2] == [("dm", volume), ("node", volume)] and len(rest) <= 1 and \
+        all(kind == "nvme" and f":{volume}-" in nqn for kind, nqn in rest)
+
+
 def devices(snapshot: dict[str, Any]) -> set[str]:
     """dm names and /dev/longhorn entries of a guest snapshot (`dmsetup ls`, `ls /dev/longhorn`)."""
     return {f"dm:{n}" for n in snapshot["dm"]} | {f"node:{n}" for n in snapshot["longhorn"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lhsweep.journal import Event
-from tests.vm.checks import devices, events, guest_passed, removed, volume_devices
+from tests.vm.checks import devices, events, guest_passed, removed, volume_devices, volume_swept
 from tests.vm.harness import ScenarioResult
 
 pytestmark = pytest.mark.vm(scenario="lock_held", timeout=240, deb=True)
@@ -29,5 +29,5 @@ def test_skipped_while_locked(vm_scenario: ScenarioResult) -> None:
 def test_swept_once_released(vm_scenario: ScenarioResult) -> None:
     """After the holder exits, the dm device and then the node are removed."""
     guest_passed(vm_scenario)
-    assert removed(vm_scenario, VOLUME) == [("dm", VOLUME), ("node", VOLUME)]
+    assert volume_swept(removed(vm_scenario, VOLUME), VOLUME)
     assert not volume_devices(VOLUME) & devices(vm_scenario.facts["after"])
