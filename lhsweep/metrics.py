@@ -10,6 +10,7 @@ import os
 import threading
 from collections import Counter as Tally
 
+from lhsweep.files import replace_file
 from lhsweep.model import ActionOutcome, ActionResult, Kind, RuntimeState, SweepReport, Verdict
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -139,13 +140,5 @@ class Metrics:
         """Replace the text file at `path` atomically; False when its directory does not exist."""
         if not path or not os.path.isdir(os.path.dirname(path)):
             return False
-        temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            with open(temporary, "w", encoding="utf-8") as out:
-                out.write(self.render())
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        replace_file(path, self.render())
         return True

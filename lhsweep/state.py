@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections import Counter
 from typing import Any, Optional
 
 from lhsweep.errors import StateError
+from lhsweep.files import replace_file
 from lhsweep.model import ActionResult, RuntimeState, SweepReport, Verdict
 from lhsweep.render import printable, report_to_dict
 from lhsweep.tools import StuckProcess
@@ -78,16 +78,7 @@ def write_state(state_dir: str, state: dict[str, Any]) -> str:
     """Replace the state file atomically (creating `state_dir`); return its path."""
     os.makedirs(state_dir, mode=0o755, exist_ok=True)
     target = state_path(state_dir)
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    replace_file(target, json.dumps(state, indent=1, sort_keys=True) + "\n")
     return target
 
 

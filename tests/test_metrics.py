@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -33,6 +34,8 @@ def test_metrics_file_counts_entries_removals_and_ages(tmp_path: Path) -> None:
         metrics.observe(sample_report(), stuck_now=stuck, now=now)
     assert moved == [o.result.value != "skipped" for o in sample_report().outcomes]
     assert metrics.write(str(path))
+    # Replaced whole, readable by node_exporter's own user, no temporary file left beside it.
+    assert os.listdir(tmp_path) == ["lhsweep.prom"] and path.stat().st_mode & 0o777 == 0o644
     got = _samples(path)
     assert got[("lhsweep_entries", (("kind", "dm"), ("verdict", "stale")))] == 2
     assert got[("lhsweep_entries", (("kind", "node"), ("verdict", "stale")))] == 1
