@@ -182,7 +182,10 @@ class Actor:
 
     def _recheck_nvme(self, entry: Entry) -> tuple[str, ...]:
         """The subsystem's controllers, once it is known to be unused still."""
-        found = [s for s in read_subsystems(self.host) if s.nqn == entry.name and s.controllers]
+        subsystems, unread = read_subsystems(self.host)
+        found = [s for s in subsystems if s.nqn == entry.name and s.controllers]
+        if not found and unread:
+            raise _Skip(f"cannot re-read the NVMe subsystems: {unread}")
         if not found:
             raise _Satisfied("already gone")
         usage = read_usage(self.host)

@@ -196,6 +196,10 @@ class Inventory:
     loops: Fact[tuple[LoopDevice, ...]] = ()
     # Volumes with an engine-frontend record (Longhorn v1.12+ re-adopts their devices).
     frontend_records: Fact[frozenset[str]] = frozenset()
+    # Why /sys/dev/block, or the NVMe subsystems, were not read whole ("" when they were): a device
+    # missing from block_devices may still exist, a namespace missing from subsystems may be NVMe-oF.
+    blocks_unread: str = ""
+    subsystems_unread: str = ""
 
 
 # ---------------------------------------------------------------- runtime

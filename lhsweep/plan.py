@@ -51,6 +51,9 @@ class _Index:
     # Volumes with an engine-frontend record, and why the records could not be read ("" when they were).
     frontend_records: frozenset[str]
     records_unknown: str
+    # Why /sys/dev/block and the NVMe subsystems were not read whole ("" when they were).
+    blocks_unread: str
+    subsystems_unread: str
 
     @classmethod
     def build(cls, inv: Inventory) -> _Index:
@@ -71,7 +74,13 @@ class _Index:
             nodes_unknown=inv.nodes.reason if isinstance(inv.nodes, Unknown) else "",
             frontend_records=records if not isinstance(records, Unknown) else frozenset(),
             records_unknown=records.reason if isinstance(records, Unknown) else "",
+            blocks_unread=inv.blocks_unread,
+            subsystems_unread=inv.subsystems_unread,
         )
+
+    def present(self, dev: DevNum) -> bool:
+        """True when the block device `dev` was read (in /sys/dev/block, or as an NVMe namespace)."""
+        return dev in self.block_by_dev or dev in self.namespaces
 
 
 @dataclass(frozen=True)
@@ -244,8 +253,14 @@ def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optio
         return False, f"linear over {namespace.name} of non-Longhorn subsystem {subsystem.nqn}"
     if backing in ctx.idx.ublk:
         return True, f"linear over ublk device {ctx.idx.block_by_dev[backing]}"
-    if backing in ctx.idx.block_by_dev:
-        return False, f"linear over {ctx.idx.block_by_dev[backing]}, not an NVMe-oF or ublk device"
+    kernel_name = ctx.idx.block_by_dev.get(backing)
+    if kernel_name is not None and kernel_name.startswith("nvme") and ctx.idx.subsystems_unread:
+        return None, (f"linear over {kernel_name}, whose NVMe subsystem may be one that could not "
+                      f"be read ({ctx.idx.subsystems_unread})")
+    if kernel_name is not None:
+        return False, f"linear over {kernel_name}, not an NVMe-oF or ublk device"
+    if ctx.idx.blocks_unread:
+        return None, f"backing {backing} was not among the block devices read ({ctx.idx.blocks_unread})"
     return _gone_backing_reason(ctx, dm, backing)
 
 
@@ -266,7 +281,8 @@ def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[
 
 def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> _Verdict:
     """Verdict of an owned dm device (and its child)."""
-    backing_present = dm.targets is not None and dm.targets[0].backing in ctx.idx.block_by_dev
+    backing = dm.targets[0].backing if dm.targets else None
+    backing_present = backing is not None and ctx.idx.present(backing)
     node = ctx.idx.nodes.get(dm.name)
     age_ns = node.ctime_ns if node is not None and node.rdev == dm.dev else None
     return _verdict(ctx, dm.name, age_ns, backing_present, lambda: _dm_busy(ctx, dm, child))
@@ -372,6 +388,10 @@ def _node_target(ctx: _Context, node: LonghornNode, rdev: DevNum, dm: dict[str, 
         return
     elif rdev in ctx.idx.block_by_dev:
         draft.reason = f"points at {ctx.idx.block_by_dev[rdev]} ({rdev}), not a Longhorn V2 device"
+        return
+    elif ctx.idx.blocks_unread:
+        draft.verdict = Verdict.UNKNOWN
+        draft.reason = f"points at {rdev}, not among the block devices read ({ctx.idx.blocks_unread})"
         return
     else:
         what = f"points at {rdev}, which no longer exists"

@@ -43,6 +43,9 @@ class Host:
     loops: list[LoopDevice] = field(default_factory=list)
     # Facts that could not be read: "nodes", "mounts", "openers", "loops" -> reason.
     unknown: dict[str, str] = field(default_factory=dict)
+    # Why /sys/dev/block and the NVMe subsystems were not read whole ("" when they were).
+    blocks_unread: str = ""
+    subsystems_unread: str = ""
     next_dm: int = 0
     next_ns: int = 1
     next_inode: int = 100
@@ -53,7 +56,19 @@ class Host:
             return Unknown(self.unknown[name]) if name in self.unknown else value
         return Inventory(tuple(self.dm), fact("nodes", tuple(self.nodes)), tuple(self.subsystems),
                          tuple(self.blocks), (), fact("mounts", tuple(self.mounts)),
-                         openers=fact("openers", tuple(self.openers)), loops=fact("loops", tuple(self.loops)))
+                         openers=fact("openers", tuple(self.openers)), loops=fact("loops", tuple(self.loops)),
+                         blocks_unread=self.blocks_unread, subsystems_unread=self.subsystems_unread)
+
+    def hide_block(self, block: BlockDevice) -> None:
+        """Its /sys/dev/block entry cannot be read: left out of the blocks, and a dm device with it."""
+        self.blocks.remove(block)
+        self.dm = [d for d in self.dm if d.dev != block.dev]
+        self.blocks_unread = f"/sys/dev/block/{block.dev}: not a link"
+
+    def hide_subsystem(self, subsystem: NvmeSubsystem) -> None:
+        """The subsystem cannot be read whole: left out (its namespaces' block devices stay)."""
+        self.subsystems.remove(subsystem)
+        self.subsystems_unread = f"/sys/class/nvme-subsystem/{subsystem.name}/subsysnqn: missing"
 
     def namespace(self, nqn: str, present: bool = True) -> tuple[DevNum, str]:
         """An NVMe subsystem with one controller and namespace; returns the namespace's dev and name."""

@@ -281,7 +281,7 @@ def test_a_hung_in_process_removal_is_reported_and_the_watchdog_keeps_going(rig:
     """The kernel-call helper blocks (its controller's delete_controller is a FIFO nobody reads):
     the call is cut at the action timeout and reported, pings go on, and a later sweep finishes."""
     vol = rig.tree.add_longhorn_volume("pvc-k", with_node=False)
-    [subsystem] = [s for s in read_subsystems(HostRoot(rig.tree.root)) if s.nqn == vol.nqn]
+    [subsystem] = [s for s in read_subsystems(HostRoot(rig.tree.root))[0] if s.nqn == vol.nqn]
     attribute = rig.tree.p(f"/sys/class/nvme/{subsystem.controllers[0].name}/delete_controller")
     os.mkfifo(attribute)
     hang_config(rig)

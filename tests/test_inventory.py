@@ -67,7 +67,7 @@ def test_dead_target_leaves_a_dangling_slave_and_a_held_subsystem(tree: HostTree
 def test_controller_state_while_reconnecting(tree: HostTree) -> None:
     vol = tree.add_longhorn_volume("pvc-1")
     tree.set_controller_state(vol.controller, "connecting")
-    (subsystem,) = read_subsystems(HostRoot(tree.root))
+    (subsystem,), _ = read_subsystems(HostRoot(tree.root))
     assert subsystem.controllers[0].state == "connecting"
 
 

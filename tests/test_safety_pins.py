@@ -290,6 +290,70 @@ def test_a_table_changing_between_dmsetups_info_and_table_is_unknown(tree: PinTr
     assert dm.verdict is Verdict.UNKNOWN and "could not be read" in dm.reason
 
 
+def unreadable_block_entry(tree: PinTree, dev: str) -> None:
+    """/sys/dev/block/M:m is there but not a link: the device it names cannot be told."""
+    tree.unlink(f"/sys/dev/block/{dev}")
+    tree.write(f"/sys/dev/block/{dev}", "garbage\n")
+
+
+def plan_with_problems(tree: PinTree, runtime: Optional[RuntimeView] = None) -> Plan:
+    """The plan of a tree that the inventory could not read whole (what it lists is checked)."""
+    inventory = read_inventory(HostRoot(tree.root), tree.dm_control())
+    assert inventory.problems
+    return make_plan(inventory, runtime or runtime_with(), CONFIG, NOW)
+
+
+def test_a_backing_namespace_missing_from_sys_dev_block_is_present_for_a_running_manager(
+        tree: PinTree) -> None:
+    """Its /sys/dev/block entry unreadable, the namespace is still there: the running manager keeps it."""
+    volume = tree.add_longhorn_volume("pvc-hidden")
+    unreadable_block_entry(tree, volume.backing_dev)
+    dm = verdict(plan_with_problems(tree, im_started_after_the_tree()), Kind.DM, "pvc-hidden")
+    assert dm.verdict is Verdict.LIVE and "may own it" in dm.reason
+
+
+def test_a_backing_missing_from_an_unreadable_sys_dev_block_is_not_gone(tree: PinTree) -> None:
+    """A ublk backing whose entry cannot be read may exist: its node proves nothing gone, unknown."""
+    volume = tree.add_longhorn_volume("pvc-ublk", ublk=True)
+    unreadable_block_entry(tree, volume.backing_dev)
+    plan = plan_with_problems(tree)
+    dm = verdict(plan, Kind.DM, "pvc-ublk")
+    assert dm.verdict is Verdict.UNKNOWN and "not among the block devices read" in dm.reason
+    assert plan.removals == ()
+
+
+def test_a_node_whose_device_is_missing_from_an_unreadable_sys_dev_block_is_unknown(tree: PinTree) -> None:
+    """The node's dm device cannot be listed: "no longer exists" would be a guess."""
+    volume = tree.add_longhorn_volume("pvc-unlisted")
+    unreadable_block_entry(tree, volume.dm_dev)
+    plan = plan_with_problems(tree)
+    node = verdict(plan, Kind.NODE, "pvc-unlisted")
+    assert node.verdict is Verdict.UNKNOWN and "not among the block devices read" in node.reason
+    assert (Kind.NODE, "pvc-unlisted") not in {(e.kind, e.name) for e in plan.removals}
+
+
+def test_a_namespace_of_an_unreadable_subsystem_is_not_called_a_plain_disk(tree: PinTree) -> None:
+    """Its NVMe subsystem cannot be read: whether the device is over Longhorn's namespace is unknown."""
+    volume = tree.add_longhorn_volume("pvc-subsys")
+    tree.unlink(f"/sys/class/nvme-subsystem/{volume.subsystem}/subsysnqn")
+    plan = plan_with_problems(tree)
+    dm = verdict(plan, Kind.DM, "pvc-subsys")
+    assert dm.verdict is Verdict.UNKNOWN and "could not be read" in dm.reason
+    assert plan.removals == ()
+
+
+def test_a_subsystem_with_an_unreadable_namespace_is_not_disconnected(tree: PinTree) -> None:
+    """A namespace without a readable number may have users: its subsystem is left out, not emptied."""
+    _, _, head, head_dev = tree.connect(f"{LONGHORN_PREFIX}volume-pvc-lvm")
+    tree.add_dm("vg0-data", [(0, VOLUME_SECTORS, "linear", f"{head_dev} 0")], slaves=(head,),
+                uuid=f"LVM-{'A1b2C3d4' * 8}")
+    tree.unlink(f"/sys/dev/block/{head_dev}")  # so the namespace's own dev is read
+    tree.write(f"{tree.device_dir(head)}/dev", "not-a-number\n")
+    plan = plan_with_problems(tree)
+    assert not [e for e in plan.entries if e.kind is Kind.NVME]
+    assert plan.removals == ()
+
+
 # ---------------------------------------------------------------- rule recheck-before-action (act)
 
 
@@ -452,6 +516,16 @@ def test_a_namespace_mounted_after_planning_keeps_its_controller(tree: PinTree) 
     nvme = outcomes[(Kind.NVME, volume.nqn)]
     assert nvme.result.value == "skipped" and "became busy" in nvme.detail
     assert tree.subsystem_of(volume.nqn) is not None and os.listdir(tree.p("/sys/class/nvme"))
+
+
+def test_a_subsystem_unreadable_at_the_recheck_is_skipped_not_called_gone(tree: PinTree) -> None:
+    """The controller's re-check cannot read the subsystem: not "already gone", and nothing deleted."""
+    volume = tree.add_longhorn_volume("pvc-reread")
+    plan = plan_of(tree)
+    tree.unlink(f"/sys/class/nvme-subsystem/{volume.subsystem}/subsysnqn")
+    nvme = execute(tree, plan)[(Kind.NVME, volume.nqn)]
+    assert nvme.result.value == "skipped" and "cannot re-read" in nvme.detail
+    assert os.listdir(tree.p("/sys/class/nvme"))
 
 
 def test_a_stopping_actor_starts_nothing(tree: PinTree) -> None:

@@ -248,7 +248,7 @@ def test_one_shot_sweep_logs_its_decisions_when_asked(rig: Rig) -> None:
 def test_controllers_go_through_sysfs_delete_controller_where_the_kernel_has_it(rig: Rig) -> None:
     rig.add_exited_im()
     vol = rig.tree.add_longhorn_volume("pvc-sysfs")
-    [subsystem] = [s for s in read_subsystems(HostRoot(rig.tree.root)) if s.nqn == vol.nqn]
+    [subsystem] = [s for s in read_subsystems(HostRoot(rig.tree.root))[0] if s.nqn == vol.nqn]
     attributes = [Path(rig.tree.p(f"/sys/class/nvme/{c.name}/delete_controller"))
                   for c in subsystem.controllers]
     for attribute in attributes:

@@ -67,7 +67,7 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
     """Read everything the plan needs from the host; a fact that cannot be read is Unknown (and named
     in `problems`)."""
     problems = Problems()
-    blocks = read_block_devices(host, problems)
+    blocks, blocks_unread = read_block_devices(host, problems)
     present = frozenset(b.name for b in blocks)
     dm_blocks = [b for b in blocks if b.name.startswith("dm-")]
     states = _dm_states(host, dm_control, problems) if dm_blocks else {}
@@ -77,7 +77,7 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
     dm_devices = [d for d in (_dm_device(host, b, by_dev, (present, devs), problems) for b in dm_blocks)
                   if d is not None]
     nodes = _fact(problems, read_nodes, host)
-    subsystems = read_subsystems(host, problems, {b.name: b.dev for b in blocks})
+    subsystems, subsystems_unread = read_subsystems(host, problems, {b.name: b.dev for b in blocks})
     records = _fact(problems, lambda h: read_frontend_records(h, longhorn_data_path), host)
     return Inventory(
         dm_devices=tuple(sorted(dm_devices, key=lambda d: d.name)),
@@ -90,6 +90,8 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
         openers=usage.openers,
         loops=usage.loops,
         frontend_records=records,
+        blocks_unread=blocks_unread,
+        subsystems_unread=subsystems_unread,
     )
 
 

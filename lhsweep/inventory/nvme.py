@@ -9,7 +9,7 @@ from typing import Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
-from lhsweep.inventory.sysfs import Problems, read_holders
+from lhsweep.inventory.sysfs import Problems, read_holders, summary
 from lhsweep.model import DevNum, NvmeController, NvmeNamespace, NvmeSubsystem
 
 SUBSYSTEMS = "/sys/class/nvme-subsystem"
@@ -22,22 +22,25 @@ _NAMESPACE = re.compile(r"nvme\d+n\d+")
 
 
 def read_subsystems(host: HostRoot, problems: Optional[Problems] = None,
-                    devs: Optional[Mapping[str, DevNum]] = None) -> tuple[NvmeSubsystem, ...]:
+                    devs: Optional[Mapping[str, DevNum]] = None) -> tuple[tuple[NvmeSubsystem, ...], str]:
     """Every NVMe subsystem in /sys/class/nvme-subsystem with its controllers and namespaces.
 
     `devs` (kernel name -> number, from /sys/dev/block) saves reading each namespace's `dev`.
+    The second value says why a subsystem could not be read whole and was left out ("" when
+    none was): a namespace missing from the first may then still belong to an NVMe subsystem.
     """
     reader = _Reader(host, problems if problems is not None else Problems(), devs or {})
-    subsystems = []
+    subsystems, unread = [], []
     for name in host.listdir(SUBSYSTEMS):
         try:
             subsystem = reader.subsystem(name)
         except HostReadError as exc:
             reader.problems.add(str(exc))
+            unread.append(str(exc))
             continue
         if subsystem is not None:
             subsystems.append(subsystem)
-    return tuple(subsystems)
+    return tuple(subsystems), summary(unread)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class _Reader:
         nqn = self.host.read_attribute(f"{base}/subsysnqn")
         if nqn is None:
             if self.host.exists(base):
-                self.problems.add(f"{base}/subsysnqn: missing")
+                raise HostReadError(f"{base}/subsysnqn: missing")
             return None
         entries = self.host.listdir(base)
         controllers = tuple(c for c in (self.controller(e) for e in entries if _CONTROLLER.fullmatch(e))
@@ -89,15 +92,20 @@ class _Reader:
         return found
 
     def namespace(self, path: str, name: str) -> Optional[NvmeNamespace]:
-        """The namespace at `path`; None when it has no (readable) device number."""
+        """The namespace at `path`; None when it is gone.
+
+        Raises HostReadError when it is there without a readable device number: the subsystem
+        is then not known whole (its namespaces' users decide whether it may be disconnected).
+        """
         dev = self.devs.get(name)
         if dev is None:
             text = self.host.read_attribute(f"{path}/dev")
             if text is None:
+                if self.host.exists(path):
+                    raise HostReadError(f"{path}/dev: missing")
                 return None
             try:
                 dev = DevNum.parse(text)
             except ValueError:
-                self.problems.add(f"{path}/dev: expected major:minor, got {text.strip()[:40]!r}")
-                return None
+                raise HostReadError(f"{path}/dev: expected major:minor, got {text.strip()[:40]!r}") from None
         return NvmeNamespace(name, dev, read_holders(self.host, f"{path}/holders"))

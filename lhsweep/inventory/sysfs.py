@@ -46,20 +46,33 @@ class DmSysfs:
     links: DmLinks
 
 
-def read_block_devices(host: HostRoot, problems: Problems) -> tuple[BlockDevice, ...]:
-    """Every block device with a number: /sys/dev/block/M:m links name the kernel device."""
-    devices = []
+def read_block_devices(host: HostRoot, problems: Problems) -> tuple[tuple[BlockDevice, ...], str]:
+    """Every block device with a number: /sys/dev/block/M:m links name the kernel device.
+
+    The second value says why an entry could not be read ("" when all were): a device
+    missing from the first may then still exist.
+    """
+    devices, unread = [], []
     for entry, link in host.read_links(SYS_DEV_BLOCK).items():
         try:
             dev = DevNum.parse(entry)
         except ValueError:
-            problems.add(f"{SYS_DEV_BLOCK}/{entry}: not a major:minor name")
+            unread.append(f"{SYS_DEV_BLOCK}/{entry}: not a major:minor name")
             continue
         if link is None:
-            problems.add(f"{SYS_DEV_BLOCK}/{entry}: not a link")
+            unread.append(f"{SYS_DEV_BLOCK}/{entry}: not a link")
             continue
         devices.append(BlockDevice(posixpath.basename(link.rstrip("/")), dev))
-    return tuple(devices)
+    for line in unread:
+        problems.add(line)
+    return tuple(devices), summary(unread)
+
+
+def summary(lines: list[str]) -> str:
+    """The first of `lines` and how many more there are ("" for none): one reason for many."""
+    if not lines:
+        return ""
+    return lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else "")
 
 
 def read_dm_sysfs(host: HostRoot, kernel_name: str, dev: DevNum, problems: Problems,
@@ -106,7 +119,7 @@ def read_holders(host: HostRoot, directory: str) -> Optional[tuple[str, ...]]:
 
 def find_dm_kernel_name(host: HostRoot, name: str) -> Optional[tuple[str, DevNum]]:
     """The dm-N kernel name and number of the dm device called `name`, by a sysfs scan."""
-    for device in read_block_devices(host, Problems()):
+    for device in read_block_devices(host, Problems())[0]:
         if device.name.startswith("dm-"):
             text = host.read_attribute(f"{SYS_BLOCK}/{device.name}/dm/name")
             if text is not None and text.strip() == name:
