@@ -43,7 +43,7 @@ MODULES = ("lhsweep/__init__.py", "lhsweep/cli.py", "lhsweep/cri/runtime_pb2.py"
 # alternative that Debian 12's python3 (3.11) meets, so no python3-toml is installed there.
 DEB_DEPENDS = ("python3-pyroute2 (>= 0.5.14)", "python3-systemd (>= 234)", "python3-sdnotify (>= 0.3)",
                "python3-toml | python3 (>> 3.11)", "python3-grpcio (>= 1.46)", "python3-protobuf (>= 3.14)",
-               "python3-prometheus-client (>= 0.16)", "dmsetup", "nvme-cli")
+               "dmsetup", "nvme-cli")
 MATRIX = tomllib.loads((ROOT / "packaging" / "distro-matrix.toml").read_text())["targets"]
 # Requires an RPM carries besides the packages of the matrix (rpm's own, the scriptlets' shell).
 RPM_INTERNAL = re.compile(r"^(rpmlib\(|/bin/sh$|config\(lhsweep\) )")

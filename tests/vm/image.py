@@ -29,7 +29,7 @@ PACKAGES = (
     *("systemd", "systemd-sysv", "udev", "dbus", "dmsetup", "kmod", "python3", "util-linux", "iproute2"),
     *("procps", "nvme-cli", "containerd", "runc", "busybox-static", "cryptsetup-bin", "lvm2", "e2fsprogs"),
     *("python3-pyroute2", "python3-systemd", "python3-sdnotify", "python3-toml", "python3-grpcio"),
-    *("python3-protobuf", "python3-prometheus-client"),
+    "python3-protobuf",
 )
 
 # Units that only slow a throw-away guest down, or fight the test runner for the serial ports.
