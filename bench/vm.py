@@ -17,6 +17,9 @@ GUEST = Path(__file__).resolve().parent / "guest"
 # Kept after the run (console, result stream, the guest's files) like the VM tests' output.
 OUT_DIR = REPO / ".cache" / "vm" / "bench"
 REACTION_TARGET_S = 2.0
+# Targets from the issue: the cold scan 30x faster than the runbook, removals 5x faster than the loop.
+SCAN_TARGET_RATIO = 30.0
+REMOVAL_TARGET_RATIO = 5.0
 DEBOUNCE_S = 0.25
 CRI_POLL_S = 1.0
 
@@ -92,7 +95,8 @@ def _scan_section(facts: dict[str, Any], why: str, boot: str) -> Section:
          ms(runbook), ""],
         ["`lhsweep scan --json` (exec to exit, CRI query included), median", ms(scan), ""],
         ["of which the scan itself (report duration_s)", ms(facts["lhsweep_scan_in_process_s"]), ""],
-        ["runbook / lhsweep", f"{ratio:.1f}x", f">= 10x: {'met' if ratio >= 10 else 'MISSED'}"],
+        ["runbook / lhsweep", f"{ratio:.1f}x",
+         f">= {SCAN_TARGET_RATIO:.0f}x: {'met' if ratio >= SCAN_TARGET_RATIO else 'MISSED'}"],
     ]
     section.notes += [
         f"Runs: runbook {_list(facts['runbook_runs'])}; lhsweep {_list(facts['lhsweep_scan_runs'])}. "
@@ -118,16 +122,23 @@ def top_functions(path: Path, count: int = 8) -> str:
 def _removal_section(facts: dict[str, Any], why: str, boot: str, directory: Path) -> Section:
     if "lhsweep_sweep_s" not in facts:
         return _unmeasured(REMOVAL_TITLE, why)
+    removed = facts["sweep_outcomes"].get("dm:removed", 0)
+    if removed != facts["lhsweep_count"]:
+        return _unmeasured(REMOVAL_TITLE, f"lhsweep removed {removed} of its {facts['lhsweep_count']} "
+                           f"dm devices (outcomes {facts['sweep_outcomes']}): not a removal figure")
     plain = facts["plain_remove_s"] / facts["plain_count"]
     swept = facts["lhsweep_sweep_s"] / facts["lhsweep_count"]
-    section = Section(REMOVAL_TITLE, ["measure", "value"])
+    speedup = plain / swept
+    section = Section(REMOVAL_TITLE, ["measure", "value", "target"])
     section.rows += [
-        [f"plain loop `dmsetup remove` + `rm` node, {facts['plain_count']} volumes, per volume", ms(plain)],
-        [f"one `lhsweep sweep`, {facts['lhsweep_count']} volumes, per volume (whole command)", ms(swept)],
-        ["lhsweep / plain", f"{swept / plain:.2f}x"],
+        [f"plain loop `dmsetup remove` + `rm` node, {facts['plain_count']} volumes, per volume",
+         ms(plain), ""],
+        [f"one `lhsweep sweep`, {facts['lhsweep_count']} volumes, per volume (whole command)", ms(swept), ""],
+        ["plain / lhsweep", f"{speedup:.2f}x",
+         f">= {REMOVAL_TARGET_RATIO:.0f}x: {'met' if speedup >= REMOVAL_TARGET_RATIO else 'MISSED'}"],
         ["lhsweep's actions alone (sum of action durations), per volume",
-         ms(facts["sweep_action_s"] / facts["lhsweep_count"])],
-        ["dm devices left afterwards (the LVM volume)", str(facts["dm_left"])],
+         ms(facts["sweep_action_s"] / facts["lhsweep_count"]), ""],
+        ["dm devices left afterwards (the LVM volume)", str(facts["dm_left"]), "1"],
     ]
     section.notes += [f"lhsweep's outcomes: {facts['sweep_outcomes']} (the subsystem's disconnect "
                       "comes once, after its last dm device).", boot + "."]

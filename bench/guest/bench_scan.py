@@ -111,7 +111,8 @@ def main() -> None:
     """Set up, measure, record."""
     facts = Facts()
     run("systemctl", "stop", "lhsweep.service", timeout=120)
-    write_config("[sweep]\ngrace_period = 0\n")
+    # The runtime named, as on a node without kubelet's pods directory (no kubelet runs here).
+    write_config('[sweep]\ngrace_period = 0\n[cri]\nendpoints = ["unix:///run/containerd/containerd.sock"]\n')
     runtime.start_containerd()  # a known runtime with no instance-manager: every volume is stale
     nvmet.load_modules()
     facts["setup_s"] = timed(lambda: facts.values.update(
