@@ -160,6 +160,12 @@ _TOKENS += [f"{o}{spec.section}{c}" for spec in KEYS for o, c in (("[", "]\n"), 
 _TOKENS += [f"\n{spec.key}" for spec in KEYS]
 
 
+# Debian's Hypothesis (6.67) under the unit tier's 25 examples fails its data_too_large health
+# check on this strategy now and then (1 to 4 runs in 4), with the default profile never: the
+# draws are a few bounded integers and tokens, so the check is left out for the fuzz tests.
+_FUZZ_HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
+
+
 @st.composite
 def _mutated(draw: st.DrawFn) -> str:
     """A valid rendered file with a few spans deleted, replaced, inserted or copied elsewhere."""
@@ -176,8 +182,7 @@ def _mutated(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=examples(300), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=_FUZZ_HEALTH)
 @given(text=_mutated())
 def test_fuzz_mutated_files_exit_0_or_78_without_a_traceback(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fuzz.toml"
@@ -191,8 +196,7 @@ def test_fuzz_mutated_files_exit_0_or_78_without_a_traceback(tmp_path: Path, tex
         assert parse(out, "again") == load(str(path))
 
 
-@settings(max_examples=examples(300), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=_FUZZ_HEALTH)
 @given(text=_mutated())
 def test_fuzz_each_reader_reads_a_file_as_tomllib_does(reader: str, text: str) -> None:
     """A file means the same Config, or is refused, whichever reader the interpreter gives."""
