@@ -439,10 +439,12 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
     elif pattern:
         draft.reason = f"excluded by sweep.exclude pattern {pattern!r}"
     else:
-        use, after = _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)
-        draft.after.extend(after)
         what = f"controllers {', '.join(c.name for c in subsystem.controllers)}"
-        _decide(ctx, draft, None, what, lambda: use, backing_present=True)
+        # Its namespaces' users are asked only when runtime and age leave the verdict open.
+        _decide(ctx, draft, None, what, lambda: _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)[0],
+                backing_present=True)
+        if draft.verdict is Verdict.STALE:
+            draft.after.extend(_namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)[1])
     return draft
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gc
 import os
 import time
 from collections.abc import Iterator
@@ -39,10 +40,29 @@ def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
     # Runtime first: an instance-manager that starts after this answer makes devices that the
     # inventory may see; the grace period, the re-confirmation and Longhorn's locks cover that.
     runtime = query(config, host)
-    inventory = read_inventory(host, dm_control, config.longhorn_data_path)
-    plan = make_plan(inventory, runtime, config, time.time())
+    with collector_paused():
+        inventory = read_inventory(host, dm_control, config.longhorn_data_path)
+        plan = make_plan(inventory, runtime, config, time.time())
     return SweepReport(runtime=runtime, plan=plan, started_at=started,
                        duration_s=time.time() - started, problems=inventory.problems)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while the inventory and the plan are built.
+
+    At 10,000 volumes they allocate hundreds of thousands of records that hold no cycles
+    (reference counting frees them), and every full collection walked them all: a quarter of
+    the scan's CPU time. Cycles made meanwhile are collected once it is back on.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunner,

@@ -37,8 +37,11 @@ class Usage:
     _openers_by_dev: dict[DevNum, list[Opener]] = field(default_factory=dict, repr=False, compare=False)
     _loops_by_dev: dict[DevNum, list[LoopDevice]] = field(default_factory=dict, repr=False, compare=False)
     _unresolved_loops: list[LoopDevice] = field(default_factory=list, repr=False, compare=False)
+    _unknown_facts: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._unknown_facts.extend(f.reason for f in (self.mounts, self.openers, self.loops)
+                                   if isinstance(f, Unknown))
         for mount in () if isinstance(self.mounts, Unknown) else self.mounts:
             self._mounts_by_dev.setdefault(mount.dev, []).append(mount)
         for opener in () if isinstance(self.openers, Unknown) else self.openers:
@@ -62,8 +65,7 @@ class Usage:
         `expected_opens` are opens that the caller accounts for (a stacked child removed first).
         """
         busy: list[str] = []
-        unknown = [f"{name}: {fact.reason}" for fact in (self.mounts, self.openers, self.loops)
-                   if isinstance(fact, Unknown)]
+        unknown = [f"{name}: {reason}" for reason in self._unknown_facts]
         if holders is None:
             unknown.append(f"{name}: its holders/ in sysfs could not be listed")
         elif holders:
@@ -72,15 +74,23 @@ class Usage:
             unknown.append(f"{name}: its open count could not be read")
         elif open_count - expected_opens > 0:
             busy.append(f"{name} is open {open_count - expected_opens} time(s)")
-        # Sorted: the same host read in another order gives the same reasons.
-        busy += sorted(f"{name} is mounted on {m.mount_point}{_in(m.namespace)}"
-                       for m in self._mounts_by_dev.get(dev, ()))
-        busy += [f"{name} is open by pid {o.pid} ({o.comm})"
-                 for o in sorted(self._openers_by_dev.get(dev, ()), key=lambda o: o.pid)]
-        busy += [f"{name} backs loop device {loop.name} ({loop.backing_file})"
-                 for loop in self._loops_by_dev.get(dev, ())]
-        unknown += [f"{name}: the backing file of {loop.name} ({loop.backing_file}) cannot be resolved"
-                    for loop in self._unresolved_loops]
+        # Sorted: the same host read in another order gives the same reasons. Most devices have
+        # no user at all: each index is asked once and only a hit builds reasons.
+        mounts = self._mounts_by_dev.get(dev)
+        if mounts:
+            busy += sorted(f"{name} is mounted on {m.mount_point}{_in(m.namespace)}" for m in mounts)
+        openers = self._openers_by_dev.get(dev)
+        if openers:
+            busy += [f"{name} is open by pid {o.pid} ({o.comm})"
+                     for o in sorted(openers, key=lambda o: o.pid)]
+        loops = self._loops_by_dev.get(dev)
+        if loops:
+            busy += [f"{name} backs loop device {loop.name} ({loop.backing_file})" for loop in loops]
+        if self._unresolved_loops:
+            unknown += [f"{name}: the backing file of {loop.name} ({loop.backing_file}) cannot be resolved"
+                        for loop in self._unresolved_loops]
+        if not busy and not unknown:
+            return _UNUSED
         return DeviceUse(tuple(busy), tuple(unknown))
 
 
@@ -100,6 +110,9 @@ class Usage:
         if dm.deferred_remove:
             state.append(f"{dm.name} has a deferred removal pending")
         return self.of_device(dm.name, dm.dev, holders, dm.open_count, expected) + DeviceUse(tuple(state))
+
+
+_UNUSED = DeviceUse()
 
 
 def _in(namespace: str) -> str:

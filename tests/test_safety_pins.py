@@ -409,7 +409,7 @@ def test_a_node_whose_inode_number_was_reused_for_another_device_stays(tree: Pin
     entry = verdict(plan, Kind.NODE, "pvc-reuse")
     assert entry.identity.dev is not None
     inode = os.stat(tree.p("/dev/longhorn/pvc-reuse")).st_ino
-    planned_dev = dataclasses.replace(entry.identity.dev, minor=entry.identity.dev.minor + 100)
+    planned_dev = entry.identity.dev._replace(minor=entry.identity.dev.minor + 100)
     reused = dataclasses.replace(entry, identity=dataclasses.replace(entry.identity, dev=planned_dev,
                                                                      inode=inode))
     plan = dataclasses.replace(plan, entries=tuple(reused if e is entry else e for e in plan.entries))
