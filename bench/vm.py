@@ -144,8 +144,9 @@ def _removal_section(facts: dict[str, Any], why: str, boot: str, directory: Path
                       "comes once, after its last dm device).", boot + "."]
     profile = directory / "sweep.prof"
     if profile.exists():
-        section.notes.append("`lhsweep sweep` under cProfile in the guest, heaviest (cumulative): "
-                             + top_functions(profile))
+        section.notes.append(f"A second `lhsweep sweep`, of {facts['profiled_count']} more volumes "
+                             f"(outcomes {facts['profiled_outcomes']}), under cProfile in the guest, "
+                             "heaviest (cumulative): " + top_functions(profile))
     return section
 
 
