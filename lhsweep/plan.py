@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
@@ -441,10 +442,10 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
     else:
         what = f"controllers {', '.join(c.name for c in subsystem.controllers)}"
         # Its namespaces' users are asked only when runtime and age leave the verdict open.
-        _decide(ctx, draft, None, what, lambda: _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)[0],
-                backing_present=True)
+        users = functools.cache(lambda: _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev))
+        _decide(ctx, draft, None, what, lambda: users()[0], backing_present=True)
         if draft.verdict is Verdict.STALE:
-            draft.after.extend(_namespace_users(ctx, subsystem, dm, stale_nodes_by_dev)[1])
+            draft.after.extend(users()[1])
     return draft
 
 
