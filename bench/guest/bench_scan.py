@@ -56,11 +56,8 @@ def many_namespaces(nqn: str, count: int, size_mib: int = 8) -> list[str]:
     """
     target = nvmet.export(nqn, size_mib)
     subsystem = f"{nvmet.CONFIGFS}/subsystems/{nqn}"
-    os.makedirs(nvmet.LOOP_DIR, exist_ok=True)
     for nsid in range(2, count + 1):
-        backing = f"{nvmet.LOOP_DIR}/{nqn.rsplit(':', 1)[-1]}-ns{nsid}.img"
-        with open(backing, "wb") as handle:
-            handle.truncate(size_mib * 1024 * 1024)
+        backing = nvmet.sparse_file(f"{nqn.rsplit(':', 1)[-1]}-ns{nsid}", size_mib)
         os.mkdir(f"{subsystem}/namespaces/{nsid}")
         with open(f"{subsystem}/namespaces/{nsid}/device_path", "w") as handle:
             handle.write(backing)

@@ -46,12 +46,18 @@ def load_modules() -> None:
         sh("mount", "-t", "configfs", "none", "/sys/kernel/config", check=False)
 
 
-def make_loop(name: str, size_mib: int) -> tuple[str, str]:
-    """A sparse file of `size_mib` MiB attached to a free loop device: (loop device, file)."""
+def sparse_file(name: str, size_mib: int) -> str:
+    """A sparse file of `size_mib` MiB in LOOP_DIR (removed by the reset); its path."""
     os.makedirs(LOOP_DIR, exist_ok=True)
     path = f"{LOOP_DIR}/{name}.img"
     with open(path, "wb") as handle:
         handle.truncate(size_mib * 1024 * 1024)
+    return path
+
+
+def make_loop(name: str, size_mib: int) -> tuple[str, str]:
+    """A sparse file of `size_mib` MiB attached to a free loop device: (loop device, file)."""
+    path = sparse_file(name, size_mib)
     return sh("losetup", "--find", "--show", path).strip(), path
 
 
