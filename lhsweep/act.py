@@ -31,6 +31,7 @@ from lhsweep.model import (
     Entry,
     Kind,
     Plan,
+    device_at,
     table_fingerprint,
 )
 from lhsweep.tools import ToolResult, ToolRunner
@@ -163,10 +164,24 @@ class Actor:
         with self._dev_longhorn() as dir_fd:
             self._same_node(dir_fd, entry)
         dev = entry.identity.dev
-        if dev is not None:  # a node is only ever planned with its number
-            kernel_name = kernel_name_of(self.host, dev)
-            holders = read_holders(self.host, f"{SYS_BLOCK}/{kernel_name}/holders") if kernel_name else ()
-            self._refuse_if_used(read_usage(self.host).of_device(entry.name, dev, holders))
+        if dev is None:  # a node is only ever planned with its number
+            raise _Skip("planned without a device number")
+        kernel_name = kernel_name_of(self.host, dev)
+        now = device_at(kernel_name, self._dm_name(kernel_name))
+        # Rule node-name-matches-device: a device made since (dm reuses the freed minor) may
+        # already have adopted this very node; it is that device's node now.
+        if now != entry.identity.points_at:
+            raise _Skip(f"its number {dev} is now {now or 'free'}, planned as "
+                        f"{entry.identity.points_at or 'free'}: a device was made or replaced since")
+        holders = read_holders(self.host, f"{SYS_BLOCK}/{kernel_name}/holders") if kernel_name else ()
+        self._refuse_if_used(read_usage(self.host).of_device(entry.name, dev, holders))
+
+    def _dm_name(self, kernel_name: Optional[str]) -> Optional[str]:
+        """The dm name of the kernel device `kernel_name`, None when it is not a dm device."""
+        if kernel_name is None or not kernel_name.startswith("dm-"):
+            return None
+        text = self.host.read_attribute(f"{SYS_BLOCK}/{kernel_name}/dm/name")
+        return "?" if text is None else text.strip()
 
     def _same_node(self, dir_fd: int, entry: Entry) -> None:
         """Rule no-links-block-nodes-only: lstat at the directory fd; only the very block node planned."""
@@ -188,6 +203,12 @@ class Actor:
             raise _Skip(f"cannot re-read the NVMe subsystems: {unread}")
         if not found:
             raise _Satisfied("already gone")
+        planned = set(entry.identity.controllers)
+        for subsystem in found:
+            new = [c.name for c in subsystem.controllers if c.name not in planned]
+            if subsystem.name != entry.identity.name or new:
+                raise _Skip(f"re-connected since it was planned: now {subsystem.name} with "
+                            f"controllers {', '.join(c.name for c in subsystem.controllers)}")
         usage = read_usage(self.host)
         for ns in (ns for s in found for ns in s.namespaces):
             self._refuse_if_used(usage.of_device(ns.name, ns.dev, ns.holders))

@@ -299,6 +299,22 @@ class Identity:
     nqn: Optional[str] = None
     # dm: the table's shape (types, extents, backing numbers; never parameters) as planned.
     fingerprint: str = ""
+    # node: what its device number must be right before the unlink, in `device_at`'s words
+    # ("" when no device may have it: its dm device went first, or it had none).
+    points_at: str = ""
+    # NVMe subsystem: the controllers planned; one connected since means a new user.
+    controllers: tuple[str, ...] = ()
+
+
+def device_at(kernel_name: Optional[str], dm_name: Optional[str]) -> str:
+    """What a device number is now, in words the plan and the re-check share: "" when no device has it.
+
+    A dm device is named with its dm name too: dm hands a freed minor, kernel name included, to
+    the next device, so `dm-3` alone cannot tell a re-created device from the one planned.
+    """
+    if kernel_name is None:
+        return ""
+    return kernel_name if dm_name is None else f"{kernel_name} (dm {dm_name})"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple, Optional
 
 from lhsweep.config import Config
@@ -25,6 +25,7 @@ from lhsweep.model import (
     RuntimeView,
     Unknown,
     Verdict,
+    device_at,
     table_fingerprint,
 )
 from lhsweep.usage import DeviceUse, Usage
@@ -371,7 +372,18 @@ def _plan_node(ctx: _Context, node: LonghornNode, dm: dict[str, _Draft]) -> _Dra
         draft.reason = "the name is not Longhorn-shaped"
     else:
         _node_target(ctx, node, node.rdev, dm, draft)
+        draft.identity = replace(identity, points_at=_points_at_unlink(ctx, node.rdev, draft))
     return draft
+
+
+def _points_at_unlink(ctx: _Context, rdev: DevNum, draft: _Draft) -> str:
+    """What the node's number must be when it is unlinked: free once its dm devices went first."""
+    if any(kind is Kind.DM for kind, _ in draft.after):
+        return ""
+    dm = ctx.idx.dm_by_dev.get(rdev)
+    namespace = ctx.idx.namespaces.get(rdev)
+    kernel_name = ctx.idx.block_by_dev.get(rdev) or (namespace[0].name if namespace else None)
+    return device_at(kernel_name, dm.name if dm else None)
 
 
 def _node_target(ctx: _Context, node: LonghornNode, rdev: DevNum, dm: dict[str, _Draft],
@@ -429,7 +441,8 @@ def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str,
 
 def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
                     stale_nodes_by_dev: dict[DevNum, list[str]]) -> _Draft:
-    identity = Identity(name=subsystem.name, nqn=subsystem.nqn)
+    identity = Identity(name=subsystem.name, nqn=subsystem.nqn,
+                        controllers=tuple(c.name for c in subsystem.controllers))
     volume = volume_of_nqn(subsystem.nqn)
     draft = _Draft(Kind.NVME, subsystem.nqn, Verdict.FOREIGN, "", identity, volume, ORDER_NVME)
     pattern = ctx.config.excluded(subsystem.nqn)

@@ -12,7 +12,7 @@ import dataclasses
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Optional, Union
 
@@ -87,11 +87,14 @@ def verdict(plan: Plan, kind: Kind, name: str) -> Entry:
     return next(e for e in plan.entries if e.kind is kind and e.name == name)
 
 
-def execute(tree: PinTree, plan: Plan) -> dict[tuple[Kind, str], ActionOutcome]:
-    """Carry out the plan on the tree; outcomes by (kind, name)."""
+def execute(tree: PinTree, plan: Plan, on_outcome: Optional[Callable[[Entry, ActionOutcome], None]] = None,
+            ) -> dict[tuple[Kind, str], ActionOutcome]:
+    """Carry out the plan on the tree (`on_outcome` runs after each action); outcomes by (kind, name)."""
     # Read through the simulated ioctl; remove through the fake dmsetup (the kernel's DM_DEV_REMOVE
     # runs in a helper process, which a simulated ioctl cannot answer).
     actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), use_tools=True)
+    if on_outcome is not None:
+        actor.on_outcome = on_outcome
     return {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
 
 
@@ -426,6 +429,91 @@ def test_a_node_swapped_for_a_link_to_itself_is_not_followed(tree: PinTree) -> N
     outcome = execute(tree, plan)[(Kind.NODE, "pvc-link")]
     assert outcome.result.value == "skipped" and "no longer a block node" in outcome.detail
     assert os.path.islink(tree.p("/dev/longhorn/pvc-link"))
+
+
+def test_a_node_adopted_by_a_device_made_after_its_dm_went_stays(tree: PinTree) -> None:
+    """Rule node-name-matches-device at the re-check: dm `pvc-adopt` goes, a new instance-manager
+    makes `pvc-adopt` again on the freed minor and keeps the node it finds (go-spdk-helper loads an
+    existing endpoint); the node is not unlinked.
+
+    Same node inode and number as planned, and the new device is idle: only what the number is
+    now (a device again, where the plan expected none) tells.
+    """
+    volume = tree.add_longhorn_volume("pvc-adopt")
+    plan = plan_of(tree)
+    new_head = longhorn_namespace(tree, "pvc-adopt-2")
+    made: list[str] = []
+
+    def new_instance_manager(entry: Entry, outcome: ActionOutcome) -> None:
+        if (entry.kind, outcome.result.value) == (Kind.DM, "removed"):
+            made.append(HostTree(tree.root).add_dm("pvc-adopt", [(0, VOLUME_SECTORS, "linear",
+                                                                  f"{new_head} 0")])[1])
+
+    outcomes = execute(tree, plan, new_instance_manager)
+    assert made == [volume.dm_dev]  # the premise: dm handed the freed minor to the new device
+    node = outcomes[(Kind.NODE, "pvc-adopt")]
+    assert node.result.value == "skipped" and "a device was made or replaced since" in node.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-adopt"))
+
+
+def test_an_orphan_node_whose_number_a_device_of_its_name_took_stays(tree: PinTree) -> None:
+    """A node planned as pointing at a free number: a dm device of its name took the number since."""
+    plan = stale_node_plan(tree, "pvc-taken")
+    dev = verdict(plan, Kind.NODE, "pvc-taken").identity.dev
+    head = longhorn_namespace(tree, "pvc-taken")
+    assert tree.add_dm("pvc-taken", [(0, VOLUME_SECTORS, "linear", f"{head} 0")])[1] == str(dev)
+    node = execute(tree, plan)[(Kind.NODE, "pvc-taken")]
+    assert node.result.value == "skipped" and "now dm-" in node.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-taken"))
+
+
+def test_a_node_on_a_reused_number_whose_device_was_replaced_by_one_of_its_name_stays(tree: PinTree) -> None:
+    """The dm name in what a number is: same kernel name dm-N, but now the node's own volume.
+
+    The node pvc-lost points at the number another volume's device (pvc-other) now has: a
+    leftover of its own. pvc-other goes and pvc-lost is made on the freed minor: dm-N again.
+    """
+    _, other_dev = tree.add_dm("pvc-other", [(0, VOLUME_SECTORS, "linear", "7:99 0")])
+    tree.add_node("pvc-lost", other_dev)
+    plan = plan_of(tree)
+    entry = verdict(plan, Kind.NODE, "pvc-lost")
+    assert entry.verdict is Verdict.STALE and "reused" in entry.reason
+    head = longhorn_namespace(tree, "pvc-lost")
+    tree.remove_dm("pvc-other")
+    assert tree.add_dm("pvc-lost", [(0, VOLUME_SECTORS, "linear", f"{head} 0")])[1] == other_dev
+    node = execute(tree, plan)[(Kind.NODE, "pvc-lost")]
+    assert node.result.value == "skipped" and "(dm pvc-lost)" in node.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-lost"))
+
+
+def test_a_controller_connected_to_the_subsystem_after_planning_keeps_it(tree: PinTree) -> None:
+    """The NVMe re-check: a new instance-manager connected the same NQN again (a controller more)."""
+    volume = tree.add_longhorn_volume("pvc-reconnect")
+    plan = plan_of(tree)
+    nvme = verdict(plan, Kind.NVME, volume.nqn)
+    assert nvme.verdict is Verdict.STALE and nvme.identity.controllers == (volume.controller,)
+    new_controller = tree.connect(volume.nqn)[1]
+    outcome = execute(tree, plan)[(Kind.NVME, volume.nqn)]
+    assert outcome.result.value == "skipped" and "re-connected since" in outcome.detail
+    assert {volume.controller, new_controller} <= set(os.listdir(tree.p("/sys/class/nvme")))
+
+
+def test_a_subsystem_made_again_under_another_name_keeps_its_controller(tree: PinTree) -> None:
+    """The NVMe re-check: the planned subsystem went, and the NQN came back as a new subsystem."""
+    volume = tree.add_longhorn_volume("pvc-resubsys", with_node=False)
+    plan = plan_of(tree)
+    tree.remove_dm("pvc-resubsys")  # the dm entry is then "already gone"
+    tree.disconnect(volume.nqn)
+    # Another subsystem takes the freed number and keeps it (a dm device holds its gone head),
+    # while its controller goes: the NQN's new subsystem differs, its controller's name does not.
+    _, _, head, head_dev = tree.connect(OTHER_VENDOR_NQN)
+    tree.add_dm("other-user", [(0, VOLUME_SECTORS, "linear", f"{head_dev} 0")], slaves=(head,))
+    tree.disconnect(OTHER_VENDOR_NQN)
+    subsystem, controller = tree.connect(volume.nqn)[:2]
+    assert subsystem != volume.subsystem and controller == volume.controller
+    outcome = execute(tree, plan)[(Kind.NVME, volume.nqn)]
+    assert outcome.result.value == "skipped" and "re-connected since" in outcome.detail
+    assert os.listdir(tree.p("/sys/class/nvme"))
 
 
 def stale_volume_plan(tree: PinTree, name: str) -> Plan:
