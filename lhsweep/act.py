@@ -35,7 +35,7 @@ from lhsweep.model import (
     table_fingerprint,
 )
 from lhsweep.tools import ToolResult, ToolRunner
-from lhsweep.usage import DeviceUse
+from lhsweep.usage import DeviceUse, dm_kernel_use
 
 LONGHORN_DEV_DIR = "/dev/longhorn"
 
@@ -150,8 +150,9 @@ class Actor:
             raise _Skip(f"now {dm.dev}, planned as {entry.identity.dev}: re-created since")
         if table_fingerprint(dm.targets) != entry.identity.fingerprint:
             raise _Skip("its table changed since it was planned (reloaded?)")
-        # The plan's own definition of busy; a stacked child was removed before, so none is expected.
-        self._refuse_if_used(read_usage(self.host).of_dm(dm))
+        # The kernel's own count of its users (a stacked child went before, so none is expected):
+        # the plan named them from the host's tables; here being open at all is what matters.
+        self._refuse_if_used(dm_kernel_use(dm))
 
     @staticmethod
     def _refuse_if_used(use: DeviceUse) -> None:
@@ -173,6 +174,8 @@ class Actor:
         if now != entry.identity.points_at:
             raise _Skip(f"its number {dev} is now {now or 'free'}, planned as "
                         f"{entry.identity.points_at or 'free'}: a device was made or replaced since")
+        if kernel_name is None and any(kind is Kind.DM for kind, _ in entry.after):
+            return  # its dm device was removed idle and nothing has its number: nothing can use it
         holders = read_holders(self.host, f"{SYS_BLOCK}/{kernel_name}/holders") if kernel_name else ()
         self._refuse_if_used(read_usage(self.host).of_device(entry.name, dev, holders))
 

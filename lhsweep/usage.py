@@ -4,6 +4,11 @@ A device is busy when anything uses it: a mount in any mount namespace, a holder
 (dm, md, ...), a loop device backed by it, a process with an fd open on it, or (dm only) an
 open count beyond the users being removed with it. A fact that could not be read makes the
 answer unknown, never "not in use".
+
+For a dm device the kernel keeps that count itself: every mount (in any mount namespace), every
+open file, every loop device over it and every stacked holder is one open, and DM_DEV_REMOVE
+refuses an open device atomically. `dm_kernel_use` is that state alone, what the re-check right
+before a removal reads; `Usage.of_dm` adds the host's tables, which name each user for the plan.
 """
 
 from __future__ import annotations
@@ -64,16 +69,9 @@ class Usage:
 
         `expected_opens` are opens that the caller accounts for (a stacked child removed first).
         """
-        busy: list[str] = []
-        unknown = [f"{name}: {reason}" for reason in self._unknown_facts]
-        if holders is None:
-            unknown.append(f"{name}: its holders/ in sysfs could not be listed")
-        elif holders:
-            busy.append(f"{name} is held by {', '.join(holders)}")
-        if open_count is None:
-            unknown.append(f"{name}: its open count could not be read")
-        elif open_count - expected_opens > 0:
-            busy.append(f"{name} is open {open_count - expected_opens} time(s)")
+        own = _kernel_use(name, holders, open_count, expected_opens)
+        busy = list(own.busy)
+        unknown = [f"{name}: {reason}" for reason in self._unknown_facts] + list(own.unknown)
         # Sorted: the same host read in another order gives the same reasons. Most devices have
         # no user at all: each index is asked once and only a hit builds reasons.
         mounts = self._mounts_by_dev.get(dev)
@@ -101,15 +99,51 @@ class Usage:
         `removed_with_it`: kernel names of holders removed before it (a stacked crypt child),
         each accounting for one open; `names` describes holders by kernel name.
         """
-        holders = None if dm.holders is None else \
-            [(names or {}).get(h, h) for h in dm.holders if h not in removed_with_it]
-        expected = sum(1 for h in dm.holders or () if h in removed_with_it)
-        state = []
-        if dm.suspended:
-            state.append(f"{dm.name} is suspended (an instance-manager may be reloading it)")
-        if dm.deferred_remove:
-            state.append(f"{dm.name} has a deferred removal pending")
-        return self.of_device(dm.name, dm.dev, holders, dm.open_count, expected) + DeviceUse(tuple(state))
+        holders, expected = _holders_left(dm, removed_with_it, names)
+        return self.of_device(dm.name, dm.dev, holders, dm.open_count, expected) + _dm_state(dm)
+
+
+def dm_kernel_use(dm: DmDevice) -> DeviceUse:
+    """What the dm device's own kernel state says: open count, holders, suspended, deferred removal.
+
+    Every user of a dm device holds it open, so this alone tells busy from idle; it names no user.
+    """
+    holders, expected = _holders_left(dm, (), None)
+    return _kernel_use(dm.name, holders, dm.open_count, expected) + _dm_state(dm)
+
+
+def _holders_left(dm: DmDevice, removed_with_it: Collection[str],
+                  names: Optional[Mapping[str, str]]) -> tuple[Optional[list[str]], int]:
+    """The holders that still count (described by `names`), and the opens the others account for."""
+    if dm.holders is None:
+        return None, 0
+    left = [(names or {}).get(h, h) for h in dm.holders if h not in removed_with_it]
+    return left, sum(1 for h in dm.holders if h in removed_with_it)
+
+
+def _kernel_use(name: str, holders: Optional[Collection[str]], open_count: Optional[int],
+                expected_opens: int) -> DeviceUse:
+    """Busy or unknown by the holders/ in sysfs and the open count beyond `expected_opens`."""
+    busy: list[str] = []
+    unknown: list[str] = []
+    if holders is None:
+        unknown.append(f"{name}: its holders/ in sysfs could not be listed")
+    elif holders:
+        busy.append(f"{name} is held by {', '.join(holders)}")
+    if open_count is None:
+        unknown.append(f"{name}: its open count could not be read")
+    elif open_count - expected_opens > 0:
+        busy.append(f"{name} is open {open_count - expected_opens} time(s)")
+    return DeviceUse(tuple(busy), tuple(unknown)) if busy or unknown else _UNUSED
+
+
+def _dm_state(dm: DmDevice) -> DeviceUse:
+    state = []
+    if dm.suspended:
+        state.append(f"{dm.name} is suspended (an instance-manager may be reloading it)")
+    if dm.deferred_remove:
+        state.append(f"{dm.name} has a deferred removal pending")
+    return DeviceUse(tuple(state))
 
 
 _UNUSED = DeviceUse()

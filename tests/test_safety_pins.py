@@ -543,7 +543,11 @@ def make_busy(tree: PinTree, name: str, how: str) -> None:
     if how == "open":
         tree.set_dm(name, open=1)
     elif how == "mounted":
-        tree.add_mount(record["dev"], "/mnt/late")
+        # In a private mount namespace: absent from PID 1's mountinfo, yet one open more, as on a
+        # real kernel (the re-check reads the kernel's count, the plan names the mount).
+        tree.add_process(4242, "backup", mnt_ns="4026532999")
+        tree.add_mount(record["dev"], "/mnt/late", pid=4242)
+        tree.set_dm(name, open=record["open"] + 1)
     elif how == "held":
         tree.add_dm("late-holder", [(0, 8, "linear", f"{record['dev']} 0")], slaves=(record["kernel"],))
     else:

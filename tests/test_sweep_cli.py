@@ -261,16 +261,21 @@ def test_controllers_go_through_sysfs_delete_controller_where_the_kernel_has_it(
 
 
 def test_a_process_opening_the_device_after_planning_stops_its_removal(rig: Rig) -> None:
-    """The re-check right before removal uses the plan's definition of busy: a new opener counts."""
+    """The re-check right before removal reads the kernel's open count: a new opener counts, and
+    the next plan names it."""
     rig.tree.add_longhorn_volume("pvc-op")
     host = HostRoot(rig.tree.root)
     plan = scan(load(str(rig.config)), host).plan
     assert len(plan.removals) == 3
+    # What open(2) of the node does on a real kernel: an fd in /proc, and one open more of the dm.
     rig.tree.add_process(777, "reader", open_paths=("/dev/longhorn/pvc-op",))
+    rig.tree.set_dm("pvc-op", open=1)
     outcomes = Actor(host, ToolRunner(5)).execute(plan, dry_run=False)
     dm = next(o for o in outcomes if o.kind.value == "dm")
-    assert dm.result.value == "skipped" and "open by pid 777 (reader)" in dm.detail
+    assert dm.result.value == "skipped" and "became busy: pvc-op is open 1 time(s)" in dm.detail
     assert rig.calls("remove") == []
+    entry = next(e for e in scan(load(str(rig.config)), host).plan.entries if e.kind.value == "dm")
+    assert entry.verdict.value == "busy" and "open by pid 777 (reader)" in entry.reason
 
 
 def test_longhorn_locks_are_taken_below_the_root_through_its_absolute_var_run_link(rig: Rig) -> None:
