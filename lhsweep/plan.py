@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
 from lhsweep.config import Config
@@ -372,7 +372,8 @@ def _plan_node(ctx: _Context, node: LonghornNode, dm: dict[str, _Draft]) -> _Dra
         draft.reason = "the name is not Longhorn-shaped"
     else:
         _node_target(ctx, node, node.rdev, dm, draft)
-        draft.identity = replace(identity, points_at=_points_at_unlink(ctx, node.rdev, draft))
+        draft.identity = Identity(name=node.name, dev=node.rdev, inode=node.inode,
+                                  points_at=_points_at_unlink(ctx, node.rdev, draft))
     return draft
 
 

@@ -25,6 +25,14 @@ def test_the_collector_is_off_inside_and_back_on_after_even_on_error() -> None:
     assert gc.isenabled()
 
 
+def test_what_was_allocated_while_paused_is_in_the_oldest_generation_after() -> None:
+    """No young collection walks the scan's records again once the collector is back on."""
+    with collector_paused():
+        made = [[] for _ in range(3)]
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(m) in oldest for m in made) and gc.isenabled()
+
+
 def test_a_collector_turned_off_by_someone_else_stays_off() -> None:
     gc.disable()
     try:
