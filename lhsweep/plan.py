@@ -177,7 +177,7 @@ def _identity(dm: DmDevice) -> Identity:
 def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
     """Plan one dm device, and with a Longhorn parent its `-encrypted` child as one group."""
     parent = _crypt_parent(ctx, dm)
-    if parent is not None and _owner_reason(ctx, parent)[0]:
+    if parent is not None and not ctx.config.excluded(dm.name) and _owner_reason(ctx, parent)[0]:
         return _plan_dm_group(ctx, parent)
     owned, why = _owner_reason(ctx, dm)
     if not owned:
@@ -210,8 +210,9 @@ def _crypt_parent(ctx: _Context, dm: DmDevice) -> Optional[DmDevice]:
 
 
 def _encrypted_child(ctx: _Context, dm: DmDevice) -> Optional[DmDevice]:
+    """The `<name>-encrypted` crypt device on `dm`; an excluded one is its own (and holds `dm`)."""
     child = ctx.idx.dm_by_name.get(dm.name + ENCRYPTED_SUFFIX)
-    if child is not None and _crypt_parent(ctx, child) is dm:
+    if child is not None and _crypt_parent(ctx, child) is dm and not ctx.config.excluded(child.name):
         return child
     return None
 

@@ -197,6 +197,18 @@ def test_grace_period_and_exclude_patterns() -> None:
     assert plan_of(Host(), config=config).next_grace_end_ns is None
 
 
+def test_an_excluded_encrypted_child_keeps_its_whole_volume() -> None:
+    """sweep.exclude naming only `<vol>-encrypted`: the child is never touched, so neither is
+    what it holds (its parent dm device), nor the node on it, nor the controller under them."""
+    host = Host()
+    host.add_volume("pvc-1", ctime_ns=OLD, encrypted=True)
+    plan = plan_of(host, config=Config(sweep_exclude=("pvc-1-encrypted",)))
+    v = verdicts(plan)
+    assert v[("dm", "pvc-1-encrypted")] == "foreign" and v[("node", "pvc-1")] == "foreign"
+    assert v[("dm", "pvc-1")] == "busy" and v[("nvme", f"{LONGHORN_NQN_PREFIX}volume-pvc-1")] == "busy"
+    assert plan.removals == ()
+
+
 def test_suspended_device_is_busy() -> None:
     host = Host()
     ns_dev, _ = host.namespace(f"{LONGHORN_NQN_PREFIX}volume-pvc-s")
