@@ -324,6 +324,9 @@ def _liveness(ctx: _Context, volume: str, age_ns: Optional[int],
         return _Verdict(Verdict.LIVE, f"instance-manager {names} may re-adopt it (engine-frontend record)")
     if age_ns is None:
         return _Verdict(Verdict.LIVE, f"instance-manager {names} is running and the device's age is unknown")
+    if since > ctx.now_ns:  # one host clock for both: it was set back since the container started
+        return _Verdict(Verdict.UNKNOWN, f"instance-manager {names} was created after now by this "
+                        "host's clock (set back?): the device's age cannot be compared with it")
     if age_ns >= since:
         return _Verdict(Verdict.LIVE, f"made after instance-manager {names} started")
     if ctx.idx.records_unknown:  # it may have a record

@@ -209,6 +209,18 @@ def test_an_excluded_encrypted_child_keeps_its_whole_volume() -> None:
     assert plan.removals == ()
 
 
+def test_an_instance_manager_created_in_the_future_leaves_older_leftovers_unknown() -> None:
+    """Fail closed on time: "older than the instance-manager" rests on its creation time, which
+    shares this host's clock; one after now means that clock was set back, not a real age."""
+    host = Host()
+    host.add_volume("pvc-f", ctime_ns=NOW_NS - 300 * SECOND, backing_gone=True)
+    future = plan_of(host, runtime_with(instance_manager(NOW_NS + 3600 * SECOND)))
+    assert verdicts(future)[("dm", "pvc-f")] == "unknown" and future.removals == ()
+    assert "set back" in next(e.reason for e in future.entries if e.name == "pvc-f")
+    started_before = plan_of(host, runtime_with(instance_manager(NOW_NS - SECOND)))
+    assert verdicts(started_before)[("dm", "pvc-f")] == "stale"
+
+
 def test_suspended_device_is_busy() -> None:
     host = Host()
     ns_dev, _ = host.namespace(f"{LONGHORN_NQN_PREFIX}volume-pvc-s")
