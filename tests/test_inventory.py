@@ -181,12 +181,13 @@ def test_garbage_and_missing_sysfs_files_become_problems(tree: HostTree, monkeyp
     one = tree.add_longhorn_volume("pvc-1")
     two = tree.add_longhorn_volume("pvc-2")
     three = tree.add_longhorn_volume("pvc-3")
+    four = tree.add_longhorn_volume("pvc-4")
     tree.write(f"/sys/block/{one.dm}/dm/suspended", "banana\n")
     os.unlink(tree.p(f"/sys/block/{two.dm}/dm/name"))
     os.unlink(tree.p(f"/sys/dev/block/{three.backing_dev}"))  # so the namespace's dev is read
     tree.write(f"/sys/block/{three.backing}/dev", "not-a-number\n")
     os.symlink("../../devices/nowhere", tree.p("/sys/dev/block/garbage"))
-    os.unlink(tree.p(f"/sys/class/nvme/{three.controller}/state"))
+    os.unlink(tree.p(f"/sys/class/nvme/{four.controller}/state"))
     without_dm_control(monkeypatch)
     inv = inventory(tree)
     assert dm_named(inv, "pvc-1").suspended is True  # unreadable reads as the cautious answer
@@ -196,7 +197,7 @@ def test_garbage_and_missing_sysfs_files_become_problems(tree: HostTree, monkeyp
     assert f"/sys/block/{two.dm}/dm/name: missing or empty" in problems
     assert "/sys/dev/block/garbage: not a major:minor name" in problems
     assert "/dev: expected major:minor, got 'not-a-number'" in problems
-    assert f"/sys/class/nvme/{three.controller}/state: missing" in problems
+    assert f"/sys/class/nvme/{four.controller}/state: missing" in problems
     assert all("\n" not in p for p in inv.problems)
 
 

@@ -357,6 +357,17 @@ def test_a_subsystem_with_an_unreadable_namespace_is_not_disconnected(tree: PinT
     assert plan.removals == ()
 
 
+def test_a_subsystem_with_a_controller_of_unreadable_state_is_left_out(tree: PinTree) -> None:
+    """A controller there without a readable state: its subsystem is not known whole, so neither
+    it nor a dm device over its namespace is planned on what could be read."""
+    volume = tree.add_longhorn_volume("pvc-ctrl")
+    tree.unlink(f"/sys/class/nvme/{volume.controller}/state")
+    plan = plan_with_problems(tree)
+    assert not [e for e in plan.entries if e.kind is Kind.NVME]
+    assert verdict(plan, Kind.DM, "pvc-ctrl").verdict is Verdict.UNKNOWN
+    assert plan.removals == ()
+
+
 # ---------------------------------------------------------------- rule recheck-before-action (act)
 
 

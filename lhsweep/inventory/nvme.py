@@ -70,14 +70,18 @@ class _Reader:
         return NvmeSubsystem(name, nqn.strip(), controllers, tuple(sorted(namespaces, key=lambda n: n.name)))
 
     def controller(self, name: str) -> Optional[NvmeController]:
-        """The controller `name`; None when it vanished."""
+        """The controller `name`; None when it vanished.
+
+        Raises HostReadError when it is there without a readable state: its subsystem is then
+        not known whole (without native multipath its namespaces hang below it).
+        """
         base = f"{CONTROLLERS}/{name}"
         # Only its state: the plan needs the controller's name; transport and address are
         # not read (two files a volume at 10,000 volumes).
         state = self.host.read_attribute(f"{base}/state")
         if state is None:
             if self.host.exists(base):
-                self.problems.add(f"{base}/state: missing")
+                raise HostReadError(f"{base}/state: missing")
             return None
         return NvmeController(name, state.strip())
 
