@@ -255,7 +255,7 @@ def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optio
             return True, f"linear over {namespace.name} of Longhorn subsystem {subsystem.nqn}"
         return False, f"linear over {namespace.name} of non-Longhorn subsystem {subsystem.nqn}"
     if backing in ctx.idx.ublk:
-        return True, f"linear over ublk device {ctx.idx.block_by_dev[backing]}"
+        return _ublk_reason(ctx, dm, ctx.idx.block_by_dev[backing])
     kernel_name = ctx.idx.block_by_dev.get(backing)
     if kernel_name is not None and kernel_name.startswith("nvme") and ctx.idx.subsystems_unread:
         return None, (f"linear over {kernel_name}, whose NVMe subsystem may be one that could not "
@@ -267,10 +267,24 @@ def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optio
     return _gone_backing_reason(ctx, dm, backing)
 
 
+def _has_own_node(ctx: _Context, dm: DmDevice) -> bool:
+    """True when /dev/longhorn/<dm name> is a block node carrying this very device's number."""
+    node = ctx.idx.nodes.get(dm.name)
+    return node is not None and node.node_type is NodeType.BLOCK and node.rdev == dm.dev
+
+
+def _ublk_reason(ctx: _Context, dm: DmDevice, ublk: str) -> tuple[Optional[bool], str]:
+    """Any ublk server makes ublk disks: Longhorn's UBLK frontend is told by its endpoint node."""
+    if _has_own_node(ctx, dm):
+        return True, f"linear over ublk device {ublk}; /dev/longhorn/{dm.name} points at it"
+    if ctx.idx.nodes_unknown:
+        return None, f"linear over ublk device {ublk} and /dev/longhorn is unknown ({ctx.idx.nodes_unknown})"
+    return False, f"linear over ublk device {ublk}, and no /dev/longhorn/{dm.name} points at it"
+
+
 def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optional[bool], str]:
     """Backing device gone: only a matching /dev/longhorn node or the kernel's own link proves it."""
-    node = ctx.idx.nodes.get(dm.name)
-    if node is not None and node.node_type is NodeType.BLOCK and node.rdev == dm.dev:
+    if _has_own_node(ctx, dm):
         return True, f"backing {backing} is gone; /dev/longhorn/{dm.name} points at it"
     for link in dm.dangling_slaves:
         match = _SUBSYS_IN_LINK.search(link)

@@ -182,6 +182,16 @@ def test_a_linear_device_over_ublk_with_a_name_longhorn_never_gives_is_foreign(t
     assert dm.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in dm.reason
 
 
+def test_a_linear_device_over_ublk_without_its_longhorn_node_is_foreign(tree: PinTree) -> None:
+    """Any ublk server makes ublk disks: a Longhorn-shaped name over one is not enough; Longhorn's
+    UBLK frontend also makes /dev/longhorn/<volume> with the dm device's number."""
+    volume = tree.add_longhorn_volume("pvc-ublkx", ublk=True, with_node=False)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-ublkx")
+    assert dm.verdict is Verdict.FOREIGN and "no /dev/longhorn/pvc-ublkx points at it" in dm.reason
+    tree.add_node("pvc-ublkx", volume.dm_dev)
+    assert verdict(plan_of(tree), Kind.DM, "pvc-ublkx").verdict is Verdict.STALE
+
+
 def gone_loop_device(tree: PinTree, name: str) -> str:
     """A uuid-less linear device whose loop backing vanished; returns its 'M:m'."""
     volume = tree.add_plain_linear_on_loop(name)
