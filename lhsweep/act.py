@@ -214,7 +214,7 @@ class Actor:
                             f"controllers {', '.join(c.name for c in subsystem.controllers)}")
         usage = read_usage(self.host)
         for ns in (ns for s in found for ns in s.namespaces):
-            self._refuse_if_used(usage.of_device(ns.name, ns.dev, ns.holders))
+            self._refuse_if_used(usage.of_namespace(ns, ns.holders))
         return tuple(c.name for s in found for c in s.controllers)
 
     # ------------------------------------------------------------ removal helpers

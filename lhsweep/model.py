@@ -111,12 +111,18 @@ class LonghornNode:
 
 @dataclass(frozen=True)
 class NvmeNamespace:
-    """A namespace block device (head) of an NVMe subsystem."""
+    """A namespace block device (head) of an NVMe subsystem, or one of its partitions."""
 
     name: str
     dev: DevNum
     # None when holders/ could not be listed.
     holders: Optional[tuple[str, ...]]
+    # Whether something holds it exclusively, by an O_EXCL open: a mount in any mount namespace
+    # (any file system, btrfs's anonymous numbers too), swap, a storage target, a journal...
+    # None when not asked: it has holders, which hold it so.
+    claimed: Optional[Fact[bool]] = None
+    # The partitions the kernel made from its partition table, each with its own users.
+    partitions: tuple[NvmeNamespace, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -447,7 +447,7 @@ def _follow_dm(dm_draft: _Draft, dm: dict[str, _Draft], draft: _Draft) -> None:
 def _node_on_namespace(ctx: _Context, node: LonghornNode, ns: NvmeNamespace, draft: _Draft) -> None:
     """A backup initiator's node points straight at a Longhorn NVMe namespace."""
     _decide(ctx, draft, node.ctime_ns, f"points at Longhorn namespace {ns.name}",
-            lambda: ctx.idx.usage.of_device(ns.name, ns.dev, ns.holders), backing_present=True)
+            lambda: ctx.idx.usage.of_namespace(ns, ns.holders), backing_present=True)
 
 
 def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str,
@@ -489,7 +489,7 @@ def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Dra
     after: list[tuple[Kind, str]] = []
     for ns in subsystem.namespaces:
         # Its dm holders are weighed below: a stale one is removed first, any other blocks.
-        use += ctx.idx.usage.of_device(ns.name, ns.dev, None if ns.holders is None else ())
+        use += ctx.idx.usage.of_namespace(ns, None if ns.holders is None else ())
         for holder in ns.holders or ():
             user = ctx.idx.dm_by_kernel_name.get(holder)
             draft = dm.get(user.name) if user else None

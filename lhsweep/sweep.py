@@ -41,10 +41,23 @@ def scan(config: Config, host: HostRoot, *, query: RuntimeQuery = query_runtime,
     # inventory may see; the grace period, the re-confirmation and Longhorn's locks cover that.
     runtime = query(config, host)
     with collector_paused():
-        inventory = read_inventory(host, dm_control, config.longhorn_data_path)
+        inventory = read_inventory(host, dm_control, config.longhorn_data_path, _claims_off(runtime))
         plan = make_plan(inventory, runtime, config, time.time())
     return SweepReport(runtime=runtime, plan=plan, started_at=started,
                        duration_s=time.time() - started, problems=inventory.problems)
+
+
+def _claims_off(runtime: RuntimeView) -> str:
+    """Why Longhorn namespaces are not probed for claims now ("" when they may be).
+
+    An O_EXCL probe claims the device for an instant: an instance-manager building a dm device on
+    it then would fail. With one alive, or the runtime unknown, no namespace's users are asked.
+    """
+    if runtime.state is not RuntimeState.KNOWN:
+        return "the runtime is unknown"
+    if runtime.live_instance_managers:
+        return "an instance-manager runs and may be building on it"
+    return ""
 
 
 @contextlib.contextmanager

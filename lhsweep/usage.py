@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from lhsweep.model import DevNum, DmDevice, Fact, Inventory, LoopDevice, Mount, Opener, Unknown
+from lhsweep.model import DevNum, DmDevice, Fact, Inventory, LoopDevice, Mount, NvmeNamespace, Opener, Unknown
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,17 @@ class Usage:
         return DeviceUse(tuple(busy), tuple(unknown))
 
 
+    def of_namespace(self, ns: NvmeNamespace, holders: Optional[Collection[str]]) -> DeviceUse:
+        """Who uses the NVMe namespace `ns` (its `holders` as the caller counts them) or a partition.
+
+        A namespace has no open count: what claims it shows in its O_EXCL open, what merely opens it
+        only in /proc; each partition is a device of its own (mounted, held, claimed, opened).
+        """
+        use = self.of_device(ns.name, ns.dev, holders) + _claim_use(ns)
+        for part in ns.partitions:
+            use += self.of_device(part.name, part.dev, part.holders) + _claim_use(part)
+        return use
+
     def of_dm(self, dm: DmDevice, removed_with_it: Collection[str] = (),
               names: Optional[Mapping[str, str]] = None) -> DeviceUse:
         """Who uses the dm device `dm`: any user, or its own suspended / deferred-removal state.
@@ -135,6 +146,16 @@ def _kernel_use(name: str, holders: Optional[Collection[str]], open_count: Optio
     elif open_count - expected_opens > 0:
         busy.append(f"{name} is open {open_count - expected_opens} time(s)")
     return DeviceUse(tuple(busy), tuple(unknown)) if busy or unknown else _UNUSED
+
+
+def _claim_use(device: NvmeNamespace) -> DeviceUse:
+    """Busy when something holds `device` exclusively, unknown when that could not be asked."""
+    if isinstance(device.claimed, Unknown):
+        return DeviceUse(unknown=(f"{device.name}: {device.claimed.reason}",))
+    if device.claimed:
+        return DeviceUse(busy=(f"{device.name} is claimed exclusively (mounted, swap, or held, "
+                               "in some mount namespace)",))
+    return _UNUSED
 
 
 def _dm_state(dm: DmDevice) -> DeviceUse:

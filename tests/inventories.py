@@ -76,7 +76,7 @@ class Host:
         self.next_ns += 1
         dev, name = DevNum(NVME_MAJOR, index), f"nvme{index}n1"
         if present:
-            ns = NvmeNamespace(name, dev, ())
+            ns = NvmeNamespace(name, dev, (), claimed=False)  # as read: no holders, so asked
             ctrl = NvmeController(f"nvme{index}", "live")
             self.subsystems.append(NvmeSubsystem(f"nvme-subsys{index}", nqn, (ctrl,), (ns,)))
             self.blocks.append(BlockDevice(name, dev))
@@ -112,7 +112,8 @@ class Host:
         """Record a dm device in a namespace's holders/."""
         for i, sub in enumerate(self.subsystems):
             spaces = tuple(
-                NvmeNamespace(n.name, n.dev, (*(n.holders or ()), f"dm-{holder.dev.minor}"))
+                NvmeNamespace(n.name, n.dev, (*(n.holders or ()), f"dm-{holder.dev.minor}"), None,
+                              n.partitions)
                 if n.dev == ns_dev else n
                 for n in sub.namespaces
             )

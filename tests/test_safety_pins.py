@@ -25,9 +25,10 @@ from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
 from lhsweep.longhorn import volume_lock_path
 from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
+from lhsweep.sweep import scan
 from lhsweep.tools import ToolResult, ToolRunner
 from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
-from tests.inventories import instance_manager, runtime_with
+from tests.inventories import instance_manager, runtime_unknown, runtime_with
 from tests.test_inventory_dmioctl import kernel_of
 
 NOW = 1_800_000_000.0
@@ -70,9 +71,25 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PinTree]:
     yield PinTree(fake_host(str(tmp_path / "host"), monkeypatch).root)
 
 
-def plan_of(tree: PinTree, runtime: Optional[RuntimeView] = None) -> Plan:
+class ClaimingHost(HostRoot):
+    """The tree as a host whose kernel refuses an O_EXCL open of the block nodes in `claimed`."""
+
+    def __init__(self, root: str, claimed: set[str]) -> None:
+        super().__init__(root)
+        self.claimed = claimed
+        self.probed = []  # every block node opened O_EXCL, in order
+
+    def open(self, host_path: str, flags: int, mode: int = 0o644) -> int:
+        if flags & os.O_EXCL:
+            self.probed.append(host_path)
+            if host_path in self.claimed:
+                raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        return super().open(host_path, flags, mode)
+
+
+def plan_of(tree: PinTree, runtime: Optional[RuntimeView] = None, host: Optional[HostRoot] = None) -> Plan:
     """The plan of the tree with a runtime that answered: by default, no instance-manager runs."""
-    inventory = read_inventory(HostRoot(tree.root), tree.dm_control())
+    inventory = read_inventory(host or HostRoot(tree.root), tree.dm_control())
     assert inventory.problems == ()
     return make_plan(inventory, runtime or runtime_with(), CONFIG, NOW)
 
@@ -88,11 +105,11 @@ def verdict(plan: Plan, kind: Kind, name: str) -> Entry:
 
 
 def execute(tree: PinTree, plan: Plan, on_outcome: Optional[Callable[[Entry, ActionOutcome], None]] = None,
-            ) -> dict[tuple[Kind, str], ActionOutcome]:
+            host: Optional[HostRoot] = None) -> dict[tuple[Kind, str], ActionOutcome]:
     """Carry out the plan on the tree (`on_outcome` runs after each action); outcomes by (kind, name)."""
     # Read through the simulated ioctl; remove through the fake dmsetup (the kernel's DM_DEV_REMOVE
     # runs in a helper process, which a simulated ioctl cannot answer).
-    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), use_tools=True)
+    actor = Actor(host or HostRoot(tree.root), ToolRunner(60), tree.dm_control(), use_tools=True)
     if on_outcome is not None:
         actor.on_outcome = on_outcome
     return {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
@@ -376,6 +393,108 @@ def test_a_subsystem_with_a_controller_of_unreadable_state_is_left_out(tree: Pin
     assert not [e for e in plan.entries if e.kind is Kind.NVME]
     assert verdict(plan, Kind.DM, "pvc-ctrl").verdict is Verdict.UNKNOWN
     assert plan.removals == ()
+
+
+# ---------------------------------------------------------------- an NVMe namespace's users
+
+
+def bare_namespace(tree: PinTree, volume: str) -> tuple[str, str, str]:
+    """A Longhorn subsystem connected with no dm device on it: (NQN, namespace, its 'M:m')."""
+    nqn = f"{LONGHORN_PREFIX}volume-{volume}"
+    _, _, head, head_dev = tree.connect(nqn)
+    return nqn, head, head_dev
+
+
+def test_an_idle_bare_namespace_is_stale_the_control_for_the_pins_below(tree: PinTree) -> None:
+    nqn, _, _ = bare_namespace(tree, "pvc-bare")
+    assert verdict(plan_of(tree), Kind.NVME, nqn).verdict is Verdict.STALE
+
+
+def test_a_namespace_claimed_by_what_no_table_shows_keeps_its_controller(tree: PinTree) -> None:
+    """btrfs (an anonymous number in mountinfo), swap, a mount seen through no process lhsweep
+    reads, a storage target: each opens the namespace O_EXCL; the kernel's refusal tells."""
+    nqn, head, _ = bare_namespace(tree, "pvc-claim")
+    nvme = verdict(plan_of(tree, host=ClaimingHost(tree.root, {f"/dev/{head}"})), Kind.NVME, nqn)
+    assert nvme.verdict is Verdict.BUSY and f"{head} is claimed exclusively" in nvme.reason
+
+
+@pytest.mark.parametrize("how", ["mounted", "held", "claimed"])
+def test_a_used_partition_keeps_its_namespaces_controller(tree: PinTree, how: str) -> None:
+    """The kernel scans a namespace's partition table: each partition is a device with its own
+    users (claiming the whole disk does not conflict with a claimed partition)."""
+    nqn, head, _ = bare_namespace(tree, "pvc-part")
+    part, part_dev = tree.add_partition(head, 2)
+    claimed: set[str] = set()
+    if how == "mounted":
+        tree.add_mount(part_dev, "/mnt/restore", f"/dev/{part}")
+    elif how == "held":
+        tree.add_dm("vg1-data", [(0, 8, "linear", f"{part_dev} 0")], slaves=(part,),
+                    uuid=f"LVM-{'B2c3D4e5' * 8}")
+    else:
+        claimed.add(f"/dev/{part}")
+    nvme = verdict(plan_of(tree, host=ClaimingHost(tree.root, claimed)), Kind.NVME, nqn)
+    assert nvme.verdict is Verdict.BUSY and part in nvme.reason
+
+
+def test_a_partition_missing_from_a_partial_block_listing_is_still_found(tree: PinTree) -> None:
+    """/sys/dev/block not read whole: the namespace's own directory says which partitions it has."""
+    nqn, head, _ = bare_namespace(tree, "pvc-hidden-part")
+    part, part_dev = tree.add_partition(head, 1)
+    tree.add_mount(part_dev, "/mnt/restore", f"/dev/{part}")
+    unreadable_block_entry(tree, part_dev)
+    nvme = verdict(plan_with_problems(tree), Kind.NVME, nqn)
+    assert nvme.verdict is Verdict.BUSY and f"{part} is mounted on /mnt/restore" in nvme.reason
+
+
+@pytest.mark.parametrize("runtime", ["instance-manager alive", "unknown"])
+def test_no_namespace_is_probed_while_an_instance_manager_may_build_on_it(tree: PinTree,
+                                                                          runtime: str) -> None:
+    """An O_EXCL probe claims the device for an instant: an instance-manager's `dmsetup create`
+    on that namespace then would fail. With one alive (or none known) nothing is probed, and a
+    foreign subsystem's disks (a local PCIe NVMe disk being formatted) never are."""
+    _, head, _ = bare_namespace(tree, "pvc-building")
+    tree.connect(OTHER_VENDOR_NQN)
+    host = ClaimingHost(tree.root, set())
+    view = im_started_after_the_tree() if runtime != "unknown" else runtime_unknown("down")
+    report = scan(CONFIG, host, query=lambda _c, _h: view, dm_control=tree.dm_control())
+    assert host.probed == []
+    assert {e.verdict for e in report.plan.entries} <= {Verdict.LIVE, Verdict.UNKNOWN, Verdict.FOREIGN}
+    scan(CONFIG, host, query=lambda _c, _h: runtime_with(), dm_control=tree.dm_control())
+    assert host.probed == [f"/dev/{head}"]  # with no instance-manager: its namespace, and only it
+
+
+def test_a_namespace_that_cannot_be_asked_whether_it_is_claimed_is_unknown(tree: PinTree) -> None:
+    """Fail closed: no /dev node to open (or any other refusal than EBUSY) is not "unclaimed"."""
+    nqn, head, _ = bare_namespace(tree, "pvc-nonode")
+    tree.unlink(f"/dev/{head}")
+    inventory = read_inventory(HostRoot(tree.root), tree.dm_control())
+    nvme = verdict(make_plan(inventory, runtime_with(), CONFIG, NOW), Kind.NVME, nqn)
+    assert nvme.verdict is Verdict.UNKNOWN and f"/dev/{head}: cannot open it" in nvme.reason
+
+
+def test_partitions_under_a_stale_holder_are_not_called_claimed(tree: PinTree) -> None:
+    """A dm device holding the whole disk makes every partition's O_EXCL open fail: that is the
+    holder's claim, weighed as such; the controller goes after it, once the re-check finds the
+    partitions free."""
+    volume = tree.add_longhorn_volume("pvc-parted")
+    part, _ = tree.add_partition(volume.backing, 1)
+    host = ClaimingHost(tree.root, {f"/dev/{part}"})  # as the kernel answers while dm holds the disk
+    plan = plan_of(tree, host=host)
+    assert verdict(plan, Kind.NVME, volume.nqn).verdict is Verdict.STALE
+    host.claimed.clear()  # the dm device went
+    assert execute(tree, plan, host=host)[(Kind.NVME, volume.nqn)].result.value == "removed"
+
+
+def test_a_namespace_claimed_after_its_dm_device_went_keeps_its_controller(tree: PinTree) -> None:
+    """The re-check before the disconnect asks the kernel again: claimed since (mounted directly
+    by a backup, in a namespace lhsweep does not see)."""
+    volume = tree.add_longhorn_volume("pvc-late-claim")
+    plan = plan_of(tree)
+    outcomes = execute(tree, plan, host=ClaimingHost(tree.root, {f"/dev/{volume.backing}"}))
+    assert outcomes[(Kind.DM, "pvc-late-claim")].result.value == "removed"
+    nvme = outcomes[(Kind.NVME, volume.nqn)]
+    assert nvme.result.value == "skipped" and "claimed exclusively" in nvme.detail
+    assert tree.subsystem_of(volume.nqn) is not None and os.listdir(tree.p("/sys/class/nvme"))
 
 
 # ---------------------------------------------------------------- rule recheck-before-action (act)

@@ -63,9 +63,9 @@ def select_dm_control(host: HostRoot, which: Callable[[str], Optional[str]] = sh
 
 
 def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
-                   longhorn_data_path: str = DATA_PATH) -> Inventory:
+                   longhorn_data_path: str = DATA_PATH, claims: str = "") -> Inventory:
     """Read everything the plan needs from the host; a fact that cannot be read is Unknown (and named
-    in `problems`)."""
+    in `problems`). `claims` says why Longhorn namespaces are not probed for claims ("": they are)."""
     problems = Problems()
     blocks, blocks_unread = read_block_devices(host, problems)
     present = frozenset(b.name for b in blocks)
@@ -77,7 +77,9 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
     dm_devices = [d for d in (_dm_device(host, b, by_dev, (present, devs), problems) for b in dm_blocks)
                   if d is not None]
     nodes = _fact(problems, read_nodes, host)
-    subsystems, subsystems_unread = read_subsystems(host, problems, {b.name: b.dev for b in blocks})
+    # A partial listing of /sys/dev/block cannot tell which partitions a namespace has.
+    names = None if blocks_unread else {b.name: b.dev for b in blocks}
+    subsystems, subsystems_unread = read_subsystems(host, problems, names, claims)
     records = _fact(problems, lambda h: read_frontend_records(h, longhorn_data_path), host)
     return Inventory(
         dm_devices=tuple(sorted(dm_devices, key=lambda d: d.name)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,7 +12,15 @@ from typing import Optional
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
 from lhsweep.inventory.sysfs import Problems, read_holders, summary
-from lhsweep.model import DevNum, NvmeController, NvmeNamespace, NvmeSubsystem
+from lhsweep.model import (
+    LONGHORN_NQN_PREFIX,
+    DevNum,
+    Fact,
+    NvmeController,
+    NvmeNamespace,
+    NvmeSubsystem,
+    Unknown,
+)
 
 SUBSYSTEMS = "/sys/class/nvme-subsystem"
 CONTROLLERS = "/sys/class/nvme"
@@ -19,17 +29,23 @@ _CONTROLLER = re.compile(r"nvme\d+")
 # without native multipath, the controller's own disk (below the controller). The hidden
 # per-path disk nvme<s>c<c>n<n> has no device number and does not match.
 _NAMESPACE = re.compile(r"nvme\d+n\d+")
+_PARTITION = re.compile(r"nvme\d+n\d+p\d+")
 
 
 def read_subsystems(host: HostRoot, problems: Optional[Problems] = None,
-                    devs: Optional[Mapping[str, DevNum]] = None) -> tuple[tuple[NvmeSubsystem, ...], str]:
+                    devs: Optional[Mapping[str, DevNum]] = None,
+                    claims: str = "") -> tuple[tuple[NvmeSubsystem, ...], str]:
     """Every NVMe subsystem in /sys/class/nvme-subsystem with its controllers and namespaces.
 
-    `devs` (kernel name -> number, from /sys/dev/block) saves reading each namespace's `dev`.
+    `devs` (kernel name -> number, from a whole listing of /sys/dev/block) saves reading each
+    namespace's `dev` and listing its directory for partitions. The namespaces of Longhorn
+    subsystems are asked whether something claims them unless `claims` says why not (an O_EXCL
+    open briefly claims the device: never while someone may be building on it).
     The second value says why a subsystem could not be read whole and was left out ("" when
     none was): a namespace missing from the first may then still belong to an NVMe subsystem.
     """
-    reader = _Reader(host, problems if problems is not None else Problems(), devs or {})
+    reader = _Reader(host, problems if problems is not None else Problems(), devs or {},
+                     None if devs is None else _partitions_by_disk(devs), claims)
     subsystems, unread = [], []
     for name in host.listdir(SUBSYSTEMS):
         try:
@@ -43,6 +59,21 @@ def read_subsystems(host: HostRoot, problems: Optional[Problems] = None,
     return tuple(subsystems), summary(unread)
 
 
+def _partitions_by_disk(devs: Mapping[str, DevNum]) -> dict[str, tuple[str, ...]]:
+    """NVMe partition names (`nvme1n1p2`) grouped by their disk's name (`nvme1n1`)."""
+    found: dict[str, list[str]] = {}
+    for name in devs:
+        disk = _disk_of(name)
+        if disk:
+            found.setdefault(disk, []).append(name)
+    return {disk: tuple(names) for disk, names in found.items()}
+
+
+def _disk_of(name: str) -> str:
+    """The NVMe disk a partition name belongs to (`nvme1n1p2` -> `nvme1n1`); "" for others."""
+    return name[:name.rindex("p")] if _PARTITION.fullmatch(name) else ""
+
+
 @dataclass(frozen=True)
 class _Reader:
     """Reads one subsystem at a time, recording problems."""
@@ -50,6 +81,10 @@ class _Reader:
     host: HostRoot
     problems: Problems
     devs: Mapping[str, DevNum]
+    # Partition names by namespace, from a whole listing of /sys/dev/block; None: list sysfs.
+    partition_names: Optional[Mapping[str, tuple[str, ...]]]
+    # Why claims are not asked ("" when they are).
+    claims_off: str
 
     def subsystem(self, name: str) -> Optional[NvmeSubsystem]:
         """The subsystem `name`; None when it vanished."""
@@ -62,11 +97,14 @@ class _Reader:
         entries = self.host.listdir(base)
         controllers = tuple(c for c in (self.controller(e) for e in entries if _CONTROLLER.fullmatch(e))
                             if c is not None)
-        namespaces = self.namespaces(base, entries)
+        # Only a Longhorn subsystem is ever disconnected: no other disk is probed (an admin's mkfs).
+        longhorn = nqn.strip().startswith(LONGHORN_NQN_PREFIX)
+        probe = self.claims_off if longhorn else "not a Longhorn subsystem"
+        namespaces = self.namespaces(base, entries, probe)
         if not namespaces:  # no native multipath: the namespaces hang below the controllers
             for ctrl in controllers:
                 path = f"{CONTROLLERS}/{ctrl.name}"
-                namespaces += self.namespaces(path, self.host.listdir(path))
+                namespaces += self.namespaces(path, self.host.listdir(path), probe)
         return NvmeSubsystem(name, nqn.strip(), controllers, tuple(sorted(namespaces, key=lambda n: n.name)))
 
     def controller(self, name: str) -> Optional[NvmeController]:
@@ -85,31 +123,82 @@ class _Reader:
             return None
         return NvmeController(name, state.strip())
 
-    def namespaces(self, directory: str, entries: list[str]) -> list[NvmeNamespace]:
-        """The namespace block devices among `entries` of `directory`."""
+    def namespaces(self, directory: str, entries: list[str], probe: str) -> list[NvmeNamespace]:
+        """The namespace block devices among `entries` of `directory` (claims asked unless `probe`
+        says why not)."""
         found = []
         for entry in entries:
             if _NAMESPACE.fullmatch(entry):
-                ns = self.namespace(f"{directory}/{entry}", entry)
+                ns = self.namespace(f"{directory}/{entry}", entry, probe)
                 if ns is not None:
                     found.append(ns)
         return found
 
-    def namespace(self, path: str, name: str) -> Optional[NvmeNamespace]:
+    def namespace(self, path: str, name: str, probe: str) -> Optional[NvmeNamespace]:
         """The namespace at `path`; None when it is gone.
 
         Raises HostReadError when it is there without a readable device number: the subsystem
         is then not known whole (its namespaces' users decide whether it may be disconnected).
         """
-        dev = self.devs.get(name)
+        dev = self.devs.get(name) or _number(self.host, f"{path}/dev")
         if dev is None:
-            text = self.host.read_attribute(f"{path}/dev")
-            if text is None:
-                if self.host.exists(path):
-                    raise HostReadError(f"{path}/dev: missing")
-                return None
-            try:
-                dev = DevNum.parse(text)
-            except ValueError:
-                raise HostReadError(f"{path}/dev: expected major:minor, got {text.strip()[:40]!r}") from None
-        return NvmeNamespace(name, dev, read_holders(self.host, f"{path}/holders"))
+            return None
+        holders = read_holders(self.host, f"{path}/holders")
+        # A holder of the whole disk claims it, and so makes every partition's claim fail too.
+        held = holders != ()
+        return NvmeNamespace(name, dev, holders, self.claim(name, held, probe),
+                             self.partitions(path, name, held, probe))
+
+    def claim(self, name: str, held: bool, probe: str) -> Optional[Fact[bool]]:
+        """Whether the block device `name` is claimed (its node in /dev opened O_EXCL); None when
+        `held` (its holders claim it), Unknown when `probe` says why it is not asked."""
+        if held:
+            return None
+        if probe:
+            return Unknown(f"/dev/{name}: not asked whether it is claimed ({probe})")
+        return exclusive_claim(self.host, f"/dev/{name}")
+
+    def partitions(self, path: str, name: str, held: bool, probe: str) -> tuple[NvmeNamespace, ...]:
+        """The partitions of the namespace `name` (sysfs `<path>/<name>p<N>`, each with a `dev`),
+        each with its claim unless the whole disk is `held`."""
+        if self.partition_names is not None:
+            names = self.partition_names.get(name, ())
+        else:
+            names = tuple(e for e in self.host.listdir(path) if _disk_of(e) == name)
+        found = []
+        for part in sorted(names):
+            dev = self.devs.get(part) or _number(self.host, f"{path}/{part}/dev")
+            if dev is not None:
+                holders = read_holders(self.host, f"{path}/{part}/holders")
+                claimed = self.claim(part, held or holders != (), probe)
+                found.append(NvmeNamespace(part, dev, holders, claimed))
+        return tuple(found)
+
+
+def exclusive_claim(host: HostRoot, device: str) -> Fact[bool]:
+    """Whether something holds the block node `device` exclusively: its O_EXCL open fails EBUSY.
+
+    Read-only and without waiting: an open does no I/O, and no udev change event follows.
+    """
+    try:
+        os.close(host.open(device, os.O_RDONLY | os.O_EXCL | os.O_NONBLOCK))
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            return True
+        return Unknown(f"{device}: cannot open it to see whether it is claimed: {exc.strerror}")
+    except HostReadError as exc:
+        return Unknown(str(exc))
+    return False
+
+
+def _number(host: HostRoot, path: str) -> Optional[DevNum]:
+    """The device number in the sysfs file `path`; None when it is gone; raises when garbage."""
+    text = host.read_attribute(path)
+    if text is None:
+        if host.exists(os.path.dirname(path)):
+            raise HostReadError(f"{path}: missing")
+        return None
+    try:
+        return DevNum.parse(text)
+    except ValueError:
+        raise HostReadError(f"{path}: expected major:minor, got {text.strip()[:40]!r}") from None

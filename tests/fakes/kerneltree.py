@@ -81,7 +81,8 @@ class KernelTree:
 
     def device_dir(self, kernel_name: str) -> Optional[str]:
         """The host path of a block device's sysfs directory, None when it is gone."""
-        real = os.path.realpath(self.p(f"/sys/block/{kernel_name}"))
+        # /sys/class/block has partitions too; /sys/block has whole disks only.
+        real = os.path.realpath(self.p(f"/sys/class/block/{kernel_name}"))
         return real[len(self.root):] if os.path.isdir(real) else None
 
     def _allocate(self, kind: str, directory: str, prefix: str) -> int:
@@ -301,10 +302,35 @@ class KernelTree:
         self.raw_link(f"{base}/{path}/device", f"../../{ctrl}")
         return subsystem, ctrl, head, head_dev
 
+    def add_partition(self, disk: str, number: int) -> tuple[str, str]:
+        """A partition `<disk>p<number>` of an NVMe disk, as the kernel's partition scan makes it;
+        returns (name, 'M:m')."""
+        disk_dir = self.device_dir(disk)
+        if disk_dir is None:
+            raise ValueError(f"no block device {disk}")
+        name = f"{disk}p{number}"
+        dev = f"{NVME_MAJOR}:{self._allocate('ns', '/sys/dev/block', f'{NVME_MAJOR}:')}"
+        directory = f"{disk_dir}/{name}"
+        os.makedirs(self.p(f"{directory}/holders"), exist_ok=True)
+        self.write(f"{directory}/partition", f"{number}\n")
+        self.write(f"{directory}/dev", f"{dev}\n")
+        self.link(f"/sys/class/block/{name}", directory)
+        self.link(f"/sys/dev/block/{dev}", directory)
+        self.write(f"/dev/{name}", "")
+        return name, dev
+
+    def _drop_partition(self, directory: str, name: str) -> None:
+        dev = self.read(f"{directory}/dev").strip()
+        self.unlink(f"/sys/class/block/{name}")
+        self.unlink(f"/sys/dev/block/{dev}")
+        self.unlink(f"/dev/{name}")
+        self._free("ns", int(dev.split(":")[1]))
+
     def _add_head(self, subsystem: str, head: str, generic: str) -> None:
         """The multipath namespace head (block) and its generic char device, below the subsystem."""
         head_dev = f"{NVME_MAJOR}:{self._allocate('ns', '/sys/dev/block', f'{NVME_MAJOR}:')}"
         self._block(f"{SUBSYS}/{subsystem}/{head}", head, head_dev)
+        self.write(f"/dev/{head}", "")  # udev's node; a plain file, so an O_EXCL open succeeds
         self.raw_link(f"{SUBSYS}/{subsystem}/{head}/device", f"../../{subsystem}")
         self.write(f"{SUBSYS}/{subsystem}/{generic}/dev", f"{NVME_GENERIC_MAJOR}:{head_dev.split(':')[1]}\n")
         self.raw_link(f"{SUBSYS}/{subsystem}/{generic}/device", f"../../{subsystem}")
@@ -340,8 +366,11 @@ class KernelTree:
             elif entry.startswith("ng"):
                 self.rmtree(path)
             elif os.path.isdir(self.p(path)) and os.path.exists(self.p(f"{path}/dev")):
+                for part in [p for p in os.listdir(self.p(path)) if p.startswith(f"{entry}p")]:
+                    self._drop_partition(f"{path}/{part}", part)
                 head_dev = self.read(f"{path}/dev").strip()
                 self._drop_block(entry, head_dev)
+                self.unlink(f"/dev/{entry}")
                 self.rmtree(path)
                 self._free("ns", int(head_dev.split(":")[1]))
         self._maybe_free_subsystem(f"{base}/")
