@@ -46,3 +46,12 @@ def volume_devices(name: str) -> set[str]:
 def guest_passed(result: ScenarioResult) -> None:
     """Fail with the guest's own output unless the guest-side checks all held."""
     assert result.passed, result.describe()
+
+
+def watchdog_kept(result: ScenarioResult) -> None:
+    """Over a minute with an action hung (facts from lhvm.hang.while_hung): no watchdog timeout in
+    the journal, no restart, the same main process."""
+    facts = result.facts
+    assert facts["held_for_s"] > 60
+    assert facts["unit"]["NRestarts"] == "0" and facts["unit"]["MainPID"] == facts["main_pid_before"]
+    assert not [e for e in result.journal() if "Watchdog timeout" in str(e.get("MESSAGE", ""))]

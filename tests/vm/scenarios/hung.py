@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 import time
 
-from lhvm import crash, nvmet, runtime, service, volumes
+from lhvm import crash, hang, nvmet, service, volumes
 from lhvm.observe import Facts, check, snapshot
-from lhvm.proc import read, sh, wait_for
+from lhvm.proc import sh, wait_for
 
 from lhsweep.journal import Event  # installed by the .deb under test
 
@@ -35,8 +35,6 @@ if [ "$*" = "remove -- {VOLUME}" ] && [ -r {ARMED} ]; then
 fi
 exec /sbin/dmsetup "$@"
 """
-WATCHDOG_S = 60
-ACTION_TIMEOUT_S = 3
 
 
 def arm_hang() -> str:
@@ -66,16 +64,10 @@ def disarm() -> None:
     sh("nvme", "disconnect", "--nqn", HANG_NQN, check=False, timeout=120)
 
 
-def process_state(pid: int) -> str:
-    """A process's comm and scheduler state (e.g. "dd D"), '' when it is gone."""
-    stat = read(f"/proc/{pid}/stat")
-    return f"{read(f'/proc/{pid}/comm')} {stat.rsplit(')', 1)[1].split()[0]}" if stat else ""
-
-
 def main() -> None:
     """The hung-device scenario."""
     facts = Facts()
-    manager = crash.begin(sweep={"action_timeout": ACTION_TIMEOUT_S, "removal": "tools"})
+    manager = crash.begin(sweep={"action_timeout": hang.ACTION_TIMEOUT_S, "removal": "tools"})
     service.start()
     since = service.mark()
     main_pid = service.show("MainPID")
@@ -90,22 +82,8 @@ def main() -> None:
             "the state file to list the stuck action", lambda: service.last_sweep().get("stuck")
         )
         facts["stuck_in_state"] = in_state
-        facts["stuck_process"] = [process_state(int(s["pid"])) for s in in_state]
-        later = runtime.run_instance_manager()
-        after_vol = volumes.make_v2_volume("pvc-later", ctrl_loss_tmo=crash.CTRL_LOSS_TMO)
-        crash.crash(later, after_vol)
-        later_removed = service.wait_entry(
-            Event.REMOVED, since, timeout=60, LHSWEEP_DEVICE=after_vol.name, LHSWEEP_KIND="dm"
-        )
-        facts["later_removed"] = service.fields_of(later_removed)
-        while time.monotonic() - hung_at < WATCHDOG_S + 15:
-            service.force_sweep()
-            time.sleep(5)
-        facts["held_for_s"] = round(time.monotonic() - hung_at, 1)
-        facts["while_hung"] = snapshot()
-        facts["status_while_hung"] = service.status()
-        facts["unit"] = {p: service.show(p) for p in ("ActiveState", "SubState", "NRestarts", "MainPID")}
-        facts["main_pid_before"] = main_pid
+        facts["stuck_process"] = [hang.process_state(int(s["pid"])) for s in in_state]
+        hang.while_hung(facts, since, hung_at, main_pid)
     finally:
         disarm()
     released = service.mark()
@@ -115,15 +93,11 @@ def main() -> None:
     facts["removed_entry"] = service.fields_of(removed)
     after = snapshot()
     facts["after"] = after
-    unit = facts.values["unit"]
     check(
         facts.values["stuck_process"] == ["dd D"],
         f"the hung action is not in D state: {facts.values['stuck_process']}",
     )
-    check(
-        unit["NRestarts"] == "0" and unit["MainPID"] == main_pid and unit["ActiveState"] == "active",
-        f"the service was restarted or failed: {unit}",
-    )
+    hang.check_service_kept(facts, main_pid)
     check(VOLUME not in after["dm"] and VOLUME not in after["longhorn"], "pvc-hung not removed after release")
 
 

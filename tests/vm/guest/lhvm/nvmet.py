@@ -1,4 +1,8 @@
-"""A kernel NVMe/TCP target on 127.0.0.1 and the host-side `nvme connect`, as Longhorn V2 uses them."""
+"""A kernel NVMe/TCP target on 127.0.0.1 and the host-side `nvme connect`, as Longhorn V2 uses them.
+
+Subsystems are exported on TCP port 4420 (configfs port 1) unless another `service` is given:
+port 4420 + n is configfs port 1 + n, created on first use and dropped by `drop_port`.
+"""
 
 from __future__ import annotations
 
@@ -61,16 +65,21 @@ def make_loop(name: str, size_mib: int) -> tuple[str, str]:
     return sh("losetup", "--find", "--show", path).strip(), path
 
 
-def _ensure_port() -> str:
-    """The TCP port 127.0.0.1:4420 in configfs, created on first use."""
-    port = f"{CONFIGFS}/ports/{PORT}"
+def _port_dir(service: str) -> str:
+    """The configfs port directory for TCP port `service` on 127.0.0.1."""
+    return f"{CONFIGFS}/ports/{int(PORT) + int(service) - int(SERVICE)}"
+
+
+def _ensure_port(service: str = SERVICE) -> str:
+    """The TCP port 127.0.0.1:`service` in configfs, created on first use."""
+    port = _port_dir(service)
     if not os.path.isdir(port):
         os.mkdir(port)
         for attr, value in (
             ("addr_trtype", "tcp"),
             ("addr_adrfam", "ipv4"),
             ("addr_traddr", ADDRESS),
-            ("addr_trsvcid", SERVICE),
+            ("addr_trsvcid", service),
         ):
             _put(f"{port}/{attr}", value)
     return port
@@ -82,8 +91,8 @@ def _put(path: str, value: str) -> None:
         handle.write(value)
 
 
-def export(nqn: str, size_mib: int = 64) -> Target:
-    """Export a new subsystem `nqn` with one namespace on a fresh loop device."""
+def export(nqn: str, size_mib: int = 64, service: str = SERVICE) -> Target:
+    """Export a new subsystem `nqn` with one namespace on a fresh loop device, on TCP port `service`."""
     load_modules()
     loop, backing = make_loop(re.sub(r"[^A-Za-z0-9._-]", "_", nqn), size_mib)
     subsystem = f"{CONFIGFS}/subsystems/{nqn}"
@@ -92,15 +101,17 @@ def export(nqn: str, size_mib: int = 64) -> Target:
     os.mkdir(f"{subsystem}/namespaces/1")
     _put(f"{subsystem}/namespaces/1/device_path", loop)
     _put(f"{subsystem}/namespaces/1/enable", "1")
-    os.symlink(subsystem, f"{_ensure_port()}/subsystems/{nqn}")
+    os.symlink(subsystem, f"{_ensure_port(service)}/subsystems/{nqn}")
     return Target(nqn, loop, backing)
 
 
 def unexport(nqn: str) -> None:
     """Remove a subsystem from the target at once (the initiator is not told: a crashed target)."""
-    link = f"{CONFIGFS}/ports/{PORT}/subsystems/{nqn}"
-    if os.path.islink(link):
-        os.unlink(link)
+    ports = f"{CONFIGFS}/ports"
+    for port in os.listdir(ports) if os.path.isdir(ports) else ():
+        link = f"{ports}/{port}/subsystems/{nqn}"
+        if os.path.islink(link):
+            os.unlink(link)
     subsystem = f"{CONFIGFS}/subsystems/{nqn}"
     namespace = f"{subsystem}/namespaces/1"
     if os.path.isdir(namespace):
@@ -118,7 +129,16 @@ def crash(target: Target) -> None:
         os.unlink(target.backing_file)
 
 
-def connect(nqn: str, ctrl_loss_tmo: int = 30) -> str:
+def drop_port(service: str) -> None:
+    """Close the target's TCP port `service` (its subsystems unexported first): nothing listens there."""
+    port = _port_dir(service)
+    if os.path.isdir(port):
+        for link in os.listdir(f"{port}/subsystems"):
+            os.unlink(f"{port}/subsystems/{link}")
+        os.rmdir(port)
+
+
+def connect(nqn: str, ctrl_loss_tmo: int = 30, service: str = SERVICE) -> str:
     """`nvme connect` with Longhorn's options; returns the namespace head's name (nvmeXnY)."""
     sh(
         "nvme",
@@ -136,7 +156,7 @@ def connect(nqn: str, ctrl_loss_tmo: int = 30) -> str:
         "-a",
         ADDRESS,
         "-s",
-        SERVICE,
+        service,
     )
     return wait_for(f"a namespace head of {nqn}", lambda: _live_head(nqn), timeout=30)
 

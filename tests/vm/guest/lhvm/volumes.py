@@ -54,12 +54,14 @@ def dm_linear(name: str, device: str) -> str:
 
 
 def make_v2_volume(
-    name: str, size_mib: int = 64, nqn_style: str = "engine", ctrl_loss_tmo: int = 30, node: bool = True
+    name: str, size_mib: int = 64, nqn_style: str = "engine", ctrl_loss_tmo: int = 30, node: bool = True,
+    service: str = nvmet.SERVICE,
 ) -> V2Volume:
-    """Attach a V2 volume: export, nvme connect, dm linear, and (with `node`) /dev/longhorn/<name>."""
+    """Attach a V2 volume: export (on TCP port `service`), nvme connect, dm linear, and (with `node`)
+    /dev/longhorn/<name>."""
     nqn = nvmet.engine_nqn(name, nqn_style)
-    target = nvmet.export(nqn, size_mib)
-    namespace = nvmet.connect(nqn, ctrl_loss_tmo)
+    target = nvmet.export(nqn, size_mib, service)
+    namespace = nvmet.connect(nqn, ctrl_loss_tmo, service)
     dev = dm_linear(name, f"/dev/{namespace}")
     if node:
         make_node(name, dev)
