@@ -114,11 +114,16 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
 
 
 def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:
-    """Re-ask the runtime right before acting; any doubt means act on nothing this time."""
+    """Re-ask the runtime right before acting; any doubt means act on nothing this time.
+
+    An alive instance-manager is the planned one only by its sandbox and its container (None
+    while none is listed): a new sandbox, or a container made since, is one the plan never saw.
+    """
     if now.state is not RuntimeState.KNOWN:
         return f"runtime became unknown before acting: {now.reason}"
-    old = {im.container_id for im in before.live_instance_managers}
-    new = [im.pod_name for im in now.live_instance_managers if im.container_id not in old]
+    old = {(im.sandbox_id, im.container_id) for im in before.live_instance_managers}
+    new = [im.pod_name for im in now.live_instance_managers
+           if (im.sandbox_id, im.container_id) not in old]
     if new:
         return f"instance-manager {', '.join(sorted(new))} started during the sweep; re-planning"
     return ""

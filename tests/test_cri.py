@@ -207,9 +207,8 @@ def test_no_instance_manager_is_known_and_empty(cri: FakeCri) -> None:
     assert view.instance_managers == ()
 
 
-def test_v1_other_namespace_and_other_pods_are_ignored(cri: FakeCri) -> None:
+def test_v1_and_other_pods_are_ignored(cri: FakeCri) -> None:
     cri.add_pod(*im_pod(data_engine="v1"))
-    cri.add_pod(*im_pod(namespace="other"))
     unrelated, containers = im_pod()
     unrelated["labels"] = {"app": "web"}
     cri.add_pod(unrelated, containers)
@@ -218,12 +217,32 @@ def test_v1_other_namespace_and_other_pods_are_ignored(cri: FakeCri) -> None:
     assert view.instance_managers == ()
 
 
+@pytest.mark.parametrize("container_state", ["CONTAINER_RUNNING", None])
+def test_instance_manager_in_another_namespace_gives_unknown(
+        cri: FakeCri, container_state: Optional[str]) -> None:
+    # Longhorn installed in "longhorn" while longhorn.namespace says longhorn-system: its
+    # instance-manager still owns this node's devices, so "none in longhorn-system" proves nothing.
+    cri.add_pod(*im_pod())
+    sandbox, containers = im_pod(namespace="longhorn", container_state=container_state)
+    cri.add_pod(sandbox, containers)
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} runs in namespace "
+                           f"longhorn, but longhorn.namespace is longhorn-system: "
+                           f"set longhorn.namespace")
+
+
 def test_configured_namespace_is_used(cri: FakeCri) -> None:
     sandbox, containers = im_pod(namespace="storage")
     cri.add_pod(sandbox, containers)
+    view = query_runtime(config_for(cri.endpoint, namespace="storage"), NO_KUBELET)
+    assert view.state is RuntimeState.KNOWN, view.reason
+    assert [im.sandbox_id for im in view.instance_managers] == [sandbox["id"]]
     cri.add_pod(*im_pod())
     view = query_runtime(config_for(cri.endpoint, namespace="storage"), NO_KUBELET)
-    assert [im.sandbox_id for im in view.instance_managers] == [sandbox["id"]]
+    assert view.state is RuntimeState.UNKNOWN
+    assert "runs in namespace longhorn-system, but longhorn.namespace is storage" in view.reason
 
 
 def test_container_is_found_by_kubelet_label_and_sidecars_ignored(cri: FakeCri) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Optional, Union
 
 import pytest
 
@@ -19,7 +20,7 @@ from lhsweep.inventory import (
 )
 from lhsweep.inventory.dmsetup import parse_info, parse_tables
 from lhsweep.model import DevNum, DmTarget
-from lhsweep.tools import ToolRunner
+from lhsweep.tools import ToolResult, ToolRunner
 from tests.hosttree import FAKE_KEY, HostTree, fake_host
 
 pytestmark = pytest.mark.process
@@ -179,3 +180,73 @@ def test_dmsetup_output_parsers() -> None:
         parse_info("Name: a\nOpen count: many\n")
     with pytest.raises(HostReadError, match="unreadable line for a"):
         parse_tables("a: zero 10 linear 8:0 0\n")
+
+
+# ---------------------------------------------------------------- the two listings must agree
+
+
+def info_of(name: str, minor: int, targets: Optional[int]) -> str:
+    """One `dmsetup info` block; `targets` None leaves out the "Number of targets" line."""
+    count = "" if targets is None else f"Number of targets: {targets}\n"
+    return (f"Name:              {name}\nState:             ACTIVE\nRead Ahead:        256\n"
+            f"Tables present:    {'LIVE' if targets else 'None'}\nOpen count:        0\n"
+            f"Event number:      0\nMajor, minor:      253, {minor}\n{count}UUID:\n\n")
+
+
+class Answers(ToolRunner):
+    """dmsetup answering `info` and `table` with fixed texts."""
+
+    def __init__(self, info: str, table: str) -> None:
+        super().__init__(1)
+        self.texts = {"info": info, "table": table}
+
+    def run(self, argv: Union[list[str], tuple[str, ...]], timeout: Optional[float] = None) -> ToolResult:
+        return ToolResult(tuple(argv), 0, self.texts[argv[1]], "", 0.0)
+
+
+def read_all(info: str, table: str) -> dict[str, Optional[tuple[DmTarget, ...]]]:
+    return {name: state.targets for name, state in DmsetupDmControl(Answers(info, table)).read_all().items()}
+
+
+PVC = info_of("pvc-1", 2, 1)
+PVC_TABLE = "pvc-1: 0 2048 linear 259:1 0\n"
+EVIL = "x: 0 2048 linear 259:1 0"  # a whole `dmsetup table` line, as a device's name
+
+
+def test_a_name_holding_a_table_line_cannot_lend_a_segment_to_another_device() -> None:
+    # x has no table; the device named EVIL has one `zero` segment, which dmsetup prints as
+    # "x: 0 2048 linear 259:1 0: 0 2048 zero": split at its first ": ", x over a Longhorn namespace.
+    states = read_all(info_of("x", 0, 0) + info_of(EVIL, 1, 1) + PVC,
+                      f"x: \n{EVIL}: 0 2048 zero \n{PVC_TABLE}")
+    assert states == {"pvc-1": (DmTarget(0, 2048, "linear", DevNum(259, 1)),)}
+
+
+def test_a_colon_name_makes_its_starts_unknown_even_when_the_counts_agree() -> None:
+    # x counted one segment in `info` but its own line is missing (it changed between the two
+    # calls): the one line credited to it is EVIL's. Only the name tells.
+    states = read_all(info_of("x", 0, 1) + info_of(EVIL, 1, 1) + info_of("b:c", 3, 1) + PVC,
+                      f"{EVIL}: 0 2048 zero \nb:c: 0 8 zero \n{PVC_TABLE}")
+    assert states == {"pvc-1": (DmTarget(0, 2048, "linear", DevNum(259, 1)),)}
+
+
+@pytest.mark.parametrize(("counted", "table"), [
+    (1, "pvc-1: 0 1024 linear 259:1 0\npvc-1: 1024 1024 linear 259:1 1024\n"),  # one more listed
+    (2, PVC_TABLE),                                                              # one fewer
+    (None, PVC_TABLE),                                                           # no count at all
+    (0, PVC_TABLE),
+])
+def test_a_segment_count_other_than_infos_makes_the_device_unknown(counted: Optional[int],
+                                                                  table: str) -> None:
+    states = read_all(info_of("pvc-1", 2, counted) + info_of("other", 3, 1),
+                      table + "other: 0 8 zero \n")
+    assert states == {"other": (DmTarget(0, 8, "zero"),)}
+
+
+def test_read_one_refuses_a_segment_count_other_than_infos() -> None:
+    control = DmsetupDmControl(Answers(info_of("pvc-1", 2, 2), "0 2048 linear 259:1 0\n"))
+    with pytest.raises(HostReadError) as caught:
+        control.read_one("pvc-1")
+    assert str(caught.value) == "dmsetup table pvc-1: 1 segment(s), but dmsetup info counts 2"
+    agreeing = DmsetupDmControl(Answers(info_of("pvc-1", 2, 1), "0 2048 linear 259:1 0\n"))
+    one = agreeing.read_one("pvc-1")
+    assert one is not None and one.targets == (DmTarget(0, 2048, "linear", DevNum(259, 1)),)

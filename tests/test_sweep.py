@@ -1,18 +1,35 @@
-"""lhsweep.sweep without processes: the scan's collector pause."""
+"""lhsweep.sweep without processes: the scan's collector pause, the runtime asked again before acting."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 import lhsweep.sweep
 from lhsweep.config import Config
 from lhsweep.host import HostRoot
-from lhsweep.model import Inventory
-from lhsweep.sweep import collector_paused, scan
-from tests.inventories import runtime_with
+from lhsweep.model import (
+    ActionResult,
+    Entry,
+    Identity,
+    InstanceManager,
+    Inventory,
+    Kind,
+    Plan,
+    RuntimeState,
+    RuntimeView,
+    SweepReport,
+    Verdict,
+)
+from lhsweep.sweep import collector_paused, run_sweep, scan
+from lhsweep.tools import ToolRunner
+from tests.inventories import instance_manager, runtime_with
+
+HOUR_NS = 3600 * 10**9
 
 
 def test_the_collector_is_off_inside_and_back_on_after_even_on_error() -> None:
@@ -56,3 +73,76 @@ def test_a_scan_reads_the_host_and_plans_with_the_collector_off(tmp_path: Path,
     report = scan(Config(), HostRoot(str(tmp_path)), query=lambda _c, _h: runtime_with())
     assert seen == [False] and gc.isenabled()
     assert report.plan.entries == ()
+
+
+# ---------------------------------------------------------------- the runtime asked again before acting
+
+
+def sandbox_only(suffix: str) -> InstanceManager:
+    """A ready instance-manager sandbox whose container kubelet has not listed yet (alive)."""
+    return dataclasses.replace(instance_manager(HOUR_NS, suffix=suffix), container_id=None,
+                               container_state=None)
+
+
+def sweep_between(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planned: RuntimeView,
+                  at_action: RuntimeView) -> tuple[dict[str, str], bool]:
+    """run_sweep over a plan of one stale dm device made under `planned`, the runtime answering
+    `at_action` when asked again: (detail of each skipped removal by name, whether it acted)."""
+    stale = Entry(Kind.DM, "pvc-1", Verdict.STALE, "stale for the test", Identity("pvc-1"))
+    monkeypatch.setattr(lhsweep.sweep, "scan", lambda *_a, **_k: SweepReport(planned, Plan((stale,))))
+    acted = []
+
+    class Actor:
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            pass
+
+        def execute(self, plan: Plan, dry_run: bool) -> tuple[()]:
+            acted.append(plan)
+            return ()
+
+    monkeypatch.setattr(lhsweep.sweep, "Actor", Actor)
+    report = run_sweep(Config(state_dir=str(tmp_path / "state")), HostRoot(str(tmp_path)),
+                       dry_run=False, runner=ToolRunner(60), query=lambda _c, _h: at_action)
+    skipped = {o.name: o.detail for o in report.outcomes if o.result is ActionResult.SKIPPED}
+    return skipped, bool(acted)
+
+
+def test_a_new_sandbox_without_a_container_beside_another_skips_every_removal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both have no container id: only the sandbox tells the new instance-manager b from a.
+    skipped, acted = sweep_between(tmp_path, monkeypatch, runtime_with(sandbox_only("a")),
+                                   runtime_with(sandbox_only("a"), sandbox_only("b")))
+    assert not acted
+    assert skipped == {"pvc-1": f"instance-manager {sandbox_only('b').pod_name} started during the "
+                                f"sweep; re-planning"}
+
+
+@pytest.mark.parametrize(("planned", "at_action", "changed"), [
+    (None, "b", "b"),                      # a new instance-manager, no container yet
+    ("a", "a", None),                      # the same sandbox, still no container
+    ("a-with-container", "a-with-container", None),
+    ("a", "a-with-container", "a"),        # its container listed since: made after the plan
+    ("a-exited", "a-with-container", "a"),  # dead at planning, alive now
+])
+def test_an_instance_manager_the_plan_did_not_see_alive_is_a_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planned: Optional[str],
+        at_action: str, changed: Optional[str]) -> None:
+    managers = {"a": sandbox_only("a"), "b": sandbox_only("b"),
+                "a-with-container": instance_manager(HOUR_NS, suffix="a"),
+                "a-exited": instance_manager(HOUR_NS, suffix="a", running=False)}
+    before = runtime_with(*([managers[planned]] if planned else []))
+    skipped, acted = sweep_between(tmp_path, monkeypatch, before, runtime_with(managers[at_action]))
+    if changed is None:
+        assert (skipped, acted) == ({}, True)
+    else:
+        assert not acted
+        assert skipped == {"pvc-1": f"instance-manager {managers[changed].pod_name} started during "
+                                    f"the sweep; re-planning"}
+
+
+def test_a_runtime_unknown_before_acting_skips_every_removal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    skipped, acted = sweep_between(tmp_path, monkeypatch, runtime_with(),
+                                   RuntimeView(RuntimeState.UNKNOWN, "CRI timed out"))
+    assert not acted
+    assert skipped == {"pvc-1": "runtime became unknown before acting: CRI timed out"}

@@ -129,15 +129,18 @@ def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManage
     """The V2 instance-manager pods in `namespace`, each with its instance-manager container.
 
     Raises RuntimeQueryError for a record carrying the instance-manager labels that lacks a
-    field needed to judge it. (An absent state cannot be told from the enum's zero value:
+    field needed to judge it (an absent state cannot be told from the enum's zero value:
     CONTAINER_CREATED, which counts as alive, or SANDBOX_READY, which does for a pod whose
-    container is not listed; see InstanceManager.alive.)
+    container is not listed; see InstanceManager.alive), and for one in another namespace:
+    Longhorn installed elsewhere than `namespace` still owns this node's devices.
     """
     managers = []
     for sandbox in client.list_pod_sandboxes(IM_SELECTOR):
         _check_sandbox(sandbox)
         if sandbox.namespace != namespace:
-            continue
+            raise RuntimeQueryError(f"instance-manager pod {sandbox.name} runs in namespace "
+                                    f"{sandbox.namespace}, but longhorn.namespace is {namespace}: "
+                                    f"set longhorn.namespace")
         containers = [c for c in client.list_containers(sandbox.id) if _is_im_container(sandbox, c)]
         managers.append(_instance_manager(sandbox, _pick(containers)))
     return tuple(sorted(managers, key=lambda im: (im.namespace, im.pod_name, im.sandbox_id)))

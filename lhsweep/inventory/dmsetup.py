@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Optional
 
 from lhsweep.errors import HostReadError
@@ -27,15 +28,23 @@ class DmsetupDmControl:
         self._dmsetup = dmsetup
 
     def read_all(self) -> dict[str, DmState]:
-        """Every dm device from one `dmsetup info` and one `dmsetup table`."""
+        """Every dm device from one `dmsetup info` and one `dmsetup table`.
+
+        A device is left out (so its table and open count are unknown) unless the table listing
+        gave it exactly as many segments as `info` counts, and unless its lines could be another
+        device's: `table` prefixes each line with "<name>: ", so a name holding a colon makes its
+        own lines and those of every device named like its start ambiguous.
+        """
         infos = parse_info(self._run("info") or "")
         tables = parse_tables(self._run("table") or "")
+        ambiguous = _colon_prefixes(info.name for info in infos)
         states = {}
         for info in infos:
             targets = tables.get(info.name)
             if targets is None and info.target_count == 0:
                 targets = ()
-            if targets is not None:  # else it came or changed between the two calls
+            # else it came or changed between the two calls, or a name injected lines
+            if targets is not None and len(targets) == info.target_count and info.name not in ambiguous:
                 states[info.name] = info.with_targets(targets)
         return states
 
@@ -48,7 +57,11 @@ class DmsetupDmControl:
         infos = parse_info(info_text)
         if len(infos) != 1 or infos[0].name != name:
             raise HostReadError(f"dmsetup info {name}: unexpected answer")
-        return infos[0].with_targets(parse_tables(table_text, name)[name])
+        targets = parse_tables(table_text, name)[name]
+        if len(targets) != infos[0].target_count:
+            raise HostReadError(f"dmsetup table {name}: {len(targets)} segment(s), but dmsetup info "
+                                f"counts {infos[0].target_count}")
+        return infos[0].with_targets(targets)
 
     def remove(self, name: str, runner: ToolRunner) -> ToolResult:
         """`dmsetup remove -- <name>` (no --force, no --deferred), bounded by `runner`."""
@@ -118,6 +131,12 @@ def _apply(info: _Info, key: str, value: str) -> None:
             info.uuid = value
     except ValueError:
         raise HostReadError(f"dmsetup info: bad {key!r} line for {info.name}") from None
+
+
+def _colon_prefixes(names: Iterable[str]) -> frozenset[str]:
+    """Each name holding a colon, and each of its starts that ends before one of its colons."""
+    return frozenset(name[:end] for name in names if ":" in name
+                     for end in (len(name), *(i for i, char in enumerate(name) if char == ":")))
 
 
 def parse_tables(text: str, only: str = "") -> dict[str, tuple[DmTarget, ...]]:
