@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from dataclasses import replace
 
-from hypothesis import event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lhsweep.config import Config
@@ -66,6 +66,12 @@ runtime_spec = st.one_of(
     st.tuples(st.sampled_from(["live", "live", "exited"]), st.sampled_from([5, 50, 500, 5000, 500_000])),
     st.tuples(st.just("live"), st.sampled_from([50, 500, 5000])),
 )
+
+
+# Debian's Hypothesis (6.67) under the unit tier's capped examples fails its data_too_large health
+# check on this strategy now and then (about 1 run in 3 of this file), never with the default
+# profile CI runs: a host is a few bounded lists, so the check is left out here.
+_HEALTH = [HealthCheck.data_too_large]
 
 
 @st.composite
@@ -196,7 +202,7 @@ def _check_removals(inv: Inventory, runtime: RuntimeView, plan: Plan) -> None:
                 assert all((Kind.DM, u) in removed for u in users)
 
 
-@settings(max_examples=examples(500), deadline=None)
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=_HEALTH)
 @given(hosts())
 def test_nothing_busy_foreign_or_owned_by_a_live_instance_manager_is_removed(case) -> None:
     inv, runtime, records = case
@@ -207,7 +213,7 @@ def test_nothing_busy_foreign_or_owned_by_a_live_instance_manager_is_removed(cas
             assert (kind, name) in {(e.kind, e.name) for e in plan.removals}, "waits for a kept entry"
 
 
-@settings(max_examples=examples(150), deadline=None)
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=_HEALTH)
 @given(hosts())
 def test_unknown_runtime_gives_an_empty_removal_plan(case) -> None:
     inv, _, records = case
@@ -216,7 +222,7 @@ def test_unknown_runtime_gives_an_empty_removal_plan(case) -> None:
     assert all(e.verdict.value in ("unknown", "foreign") for e in plan.entries)
 
 
-@settings(max_examples=examples(150), deadline=None)
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=_HEALTH)
 @given(hosts(), st.randoms(use_true_random=False))
 def test_planning_is_deterministic_and_ignores_input_order(case, rnd: random.Random) -> None:
     inv, runtime, records = case
@@ -233,7 +239,7 @@ def test_planning_is_deterministic_and_ignores_input_order(case, rnd: random.Ran
     assert _plan(shuffled, runtime, records) == first
 
 
-@settings(max_examples=examples(100), deadline=None)
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=_HEALTH)
 @given(hosts())
 def test_every_object_gets_exactly_one_entry(case) -> None:
     inv, runtime, records = case
