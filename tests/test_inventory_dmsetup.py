@@ -39,6 +39,9 @@ def calls(tree: HostTree) -> list[list[str]]:
         return [json.loads(line) for line in handle]
 
 
+WHY = "(changed meanwhile, or a dmsetup listing that cannot be told apart)"
+
+
 def test_inventory_asks_dmsetup_twice_whatever_the_device_count(tree: HostTree) -> None:
     with tree.batch():
         for i in range(30):
@@ -101,8 +104,8 @@ def test_device_changing_between_sysfs_and_dmsetup_is_unknown(tree: HostTree) ->
     tree.save()
     inv = read_inventory(HostRoot(tree.root))
     assert [d.targets for d in inv.dm_devices] == [None, None]
-    assert "dm pvc-1: in sysfs but not in the dm control (changing?)" in inv.problems
-    assert "dm pvc-2: in sysfs but not in the dm control (changing?)" in inv.problems
+    assert f"dm pvc-1: in sysfs, but the dm control gave no whole table for it {WHY}" in inv.problems
+    assert f"dm pvc-2: in sysfs, but the dm control gave no whole table for it {WHY}" in inv.problems
 
 
 def test_select_prefers_the_ioctl_then_dmsetup(tree: HostTree) -> None:

@@ -168,7 +168,8 @@ def _dm_device(host: HostRoot, block: BlockDevice, by_dev: Optional[dict[DevNum,
     if sysfs is None:
         return None
     if by_dev is not None:
-        problems.add(f"dm {sysfs.name}: in sysfs but not in the dm control (changing?)")
+        problems.add(f"dm {sysfs.name}: in sysfs, but the dm control gave no whole table for it "
+                     "(changed meanwhile, or a dmsetup listing that cannot be told apart)")
     return _unknown(sysfs)
 
 
