@@ -472,6 +472,27 @@ def test_a_namespace_that_cannot_be_asked_whether_it_is_claimed_is_unknown(tree:
     assert nvme.verdict is Verdict.UNKNOWN and f"/dev/{head}: cannot open it" in nvme.reason
 
 
+def test_a_namespace_node_of_another_number_cannot_say_it_is_unclaimed(tree: PinTree) -> None:
+    """A stale /dev (a block node left with another device's number) answers for that device."""
+    nqn, head, head_dev = bare_namespace(tree, "pvc-stale-dev")
+    tree.unlink(f"/dev/{head}")
+    major, minor = (int(x) for x in head_dev.split(":"))
+    os.mknod(tree.p(f"/dev/{head}"), 0o600 | 0o060000, os.makedev(major, minor + 1000))
+    host = OpenedAs(tree.root)
+    nvme = verdict(plan_of(tree, host=host), Kind.NVME, nqn)
+    assert nvme.verdict is Verdict.UNKNOWN and f"not of {head_dev}" in nvme.reason
+
+
+class OpenedAs(HostRoot):
+    """A host whose O_EXCL opens of block nodes succeed as for an unclaimed device (this machine's
+    kernel has no device behind the tree's numbers): the node itself, opened as a path."""
+
+    def open(self, host_path: str, flags: int, mode: int = 0o644) -> int:
+        if flags & os.O_EXCL:
+            flags = (flags & ~(os.O_EXCL | os.O_NONBLOCK | os.O_RDONLY)) | os.O_PATH
+        return super().open(host_path, flags, mode)
+
+
 def test_partitions_under_a_stale_holder_are_not_called_claimed(tree: PinTree) -> None:
     """A dm device holding the whole disk makes every partition's O_EXCL open fail: that is the
     holder's claim, weighed as such; the controller goes after it, once the re-check finds the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
@@ -146,17 +147,17 @@ class _Reader:
         holders = read_holders(self.host, f"{path}/holders")
         # A holder of the whole disk claims it, and so makes every partition's claim fail too.
         held = holders != ()
-        return NvmeNamespace(name, dev, holders, self.claim(name, held, probe),
+        return NvmeNamespace(name, dev, holders, self.claim(name, dev, held, probe),
                              self.partitions(path, name, held, probe))
 
-    def claim(self, name: str, held: bool, probe: str) -> Optional[Fact[bool]]:
+    def claim(self, name: str, dev: DevNum, held: bool, probe: str) -> Optional[Fact[bool]]:
         """Whether the block device `name` is claimed (its node in /dev opened O_EXCL); None when
         `held` (its holders claim it), Unknown when `probe` says why it is not asked."""
         if held:
             return None
         if probe:
             return Unknown(f"/dev/{name}: not asked whether it is claimed ({probe})")
-        return exclusive_claim(self.host, f"/dev/{name}")
+        return exclusive_claim(self.host, f"/dev/{name}", dev)
 
     def partitions(self, path: str, name: str, held: bool, probe: str) -> tuple[NvmeNamespace, ...]:
         """The partitions of the namespace `name` (sysfs `<path>/<name>p<N>`, each with a `dev`),
@@ -170,24 +171,33 @@ class _Reader:
             dev = self.devs.get(part) or _number(self.host, f"{path}/{part}/dev")
             if dev is not None:
                 holders = read_holders(self.host, f"{path}/{part}/holders")
-                claimed = self.claim(part, held or holders != (), probe)
+                claimed = self.claim(part, dev, held or holders != (), probe)
                 found.append(NvmeNamespace(part, dev, holders, claimed))
         return tuple(found)
 
 
-def exclusive_claim(host: HostRoot, device: str) -> Fact[bool]:
-    """Whether something holds the block node `device` exclusively: its O_EXCL open fails EBUSY.
+def exclusive_claim(host: HostRoot, device: str, dev: DevNum) -> Fact[bool]:
+    """Whether something holds the block node `device` (number `dev`) exclusively: its O_EXCL
+    open fails EBUSY.
 
-    Read-only and without waiting: an open does no I/O, and no udev change event follows.
+    Read-only and without waiting: an open does no I/O, and no udev change event follows. A
+    block node of another number (a stale /dev) answers for another device: unknown.
     """
     try:
-        os.close(host.open(device, os.O_RDONLY | os.O_EXCL | os.O_NONBLOCK))
+        fd = host.open(device, os.O_RDONLY | os.O_EXCL | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
             return True
         return Unknown(f"{device}: cannot open it to see whether it is claimed: {exc.strerror}")
     except HostReadError as exc:
         return Unknown(str(exc))
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if stat.S_ISBLK(st.st_mode) and DevNum(os.major(st.st_rdev), os.minor(st.st_rdev)) != dev:
+        return Unknown(f"{device}: a block node of {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, "
+                       f"not of {dev}: it cannot tell whether {dev} is claimed")
     return False
 
 
