@@ -140,6 +140,14 @@ def _removal_section(facts: dict[str, Any], why: str, boot: str, directory: Path
          ms(facts["sweep_action_s"] / facts["lhsweep_count"]), ""],
         ["dm devices left afterwards (the LVM volume)", str(facts["dm_left"]), "1"],
     ]
+    if facts.get("floor_count"):
+        kernel = facts["kernel_remove_s"] / facts["floor_count"]
+        section.rows += [
+            [f"the kernel alone: DM_DEV_REMOVE ioctls in one process, {facts['floor_count']} volumes, "
+             "per volume (no re-check, lock, node or helper)", ms(kernel), ""],
+            ["plain / the kernel alone: the most any remover can gain on the loop",
+             f"{plain / kernel:.2f}x", ""],
+        ]
     section.notes += [f"lhsweep's outcomes: {facts['sweep_outcomes']} (the subsystem's disconnect "
                       "comes once, after its last dm device).", boot + "."]
     profile = directory / "sweep.prof"
@@ -162,6 +170,17 @@ def _reaction_section(facts: dict[str, Any], why: str, boot: str) -> Section:
          f"< {ms(limit)} (2 s + debounce): {'met' if median < limit else 'MISSED'}"],
         ["rounds", _list(times), ""],
     ]
+    split = [r for r in facts["rounds"] if "first_removal_start_s" in r]
+    if split:
+        section.rows += [
+            ["of which SIGKILL to the first removal's start (CRI sees the exit, debounce, plan), median",
+             ms(statistics.median(r["first_removal_start_s"] for r in split)), ""],
+            ["of which the removals (first start to last end), median",
+             ms(statistics.median(r["last_removal_end_s"] - r["first_removal_start_s"] for r in split)), ""],
+        ]
+        kinds = sorted({k for r in split for k in r["removal_s"]})
+        section.notes.append("Removal time summed by kind, per round: " + "; ".join(
+            ", ".join(f"{k} {ms(r['removal_s'].get(k, 0.0))}" for k in kinds) for r in split) + ".")
     section.notes += [
         f"lhsweep.service from the .deb, config: debounce {DEBOUNCE_S} s, cri.poll_interval "
         f"{CRI_POLL_S} s, grace_period 0. Each round: an instance-manager pod under containerd, "

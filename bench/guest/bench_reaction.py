@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lhvm import nvmet, runtime, volumes
+from lhvm import nvmet, runtime, service, volumes
 from lhvm.observe import Facts, dm_names, longhorn_nodes
 from lhvm.proc import sh, wait_for
+
+from lhsweep.journal import Event  # installed by the .deb under test
 
 ROUNDS = 3
 VOLUMES = 3
@@ -40,6 +42,7 @@ def one_round(round_no: int) -> dict[str, Any]:
     names, nqns = [v.name for v in made], [v.nqn for v in made]
     time.sleep(2.0)  # the service sees them live (made after the instance-manager started)
     assert not [n for n in names if n not in dm_names()], "the service removed live volumes"
+    killed = service.mark()
     started = time.monotonic()
     os.kill(manager.pid, signal.SIGKILL)
     for volume in made:
@@ -47,7 +50,25 @@ def one_round(round_no: int) -> dict[str, Any]:
     wait_for("the leftovers to go", lambda: not leftovers(names, nqns), timeout=120, every=POLL_S)
     gone = time.monotonic() - started
     runtime.delete_instance_manager(manager)
-    return {"seconds": gone, "volumes": VOLUMES}
+    return {"seconds": gone, "volumes": VOLUMES, **removal_times(killed, names)}
+
+
+def removal_times(killed: int, names: list[str]) -> dict[str, Any]:
+    """From the journal's REMOVED entries (stamped as each removal ends, with its duration): when
+    the first removal started after the kill, when the last ended, and the seconds per kind."""
+    ends, starts, by_kind = [], [], {}
+    for entry in service.entries(killed, Event.REMOVED):
+        if entry.get("LHSWEEP_VOLUME") not in names:
+            continue
+        end = (int(entry["__MONOTONIC_TIMESTAMP"]) - killed) / 1e6
+        took = float(entry["LHSWEEP_DURATION"])
+        ends.append(end)
+        starts.append(end - took)
+        kind = entry["LHSWEEP_KIND"]
+        by_kind[kind] = by_kind.get(kind, 0.0) + took
+    if not ends:
+        return {}
+    return {"first_removal_start_s": min(starts), "last_removal_end_s": max(ends), "removal_s": by_kind}
 
 
 def main() -> None:

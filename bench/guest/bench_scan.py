@@ -1,11 +1,13 @@
 """Guest benchmark, items 2 and 3: lhsweep's scan against the shell runbook, then removal throughput.
 
 Facts: device counts, runbook and lhsweep scan times (medians), then a plain `dmsetup remove` +
-`rm` loop over half the stale volumes against one `lhsweep sweep` over the other half.
+`rm` loop over half the stale volumes against one `lhsweep sweep` over the other half, and the
+kernel's own cost: DM_DEV_REMOVE ioctls alone, in one process, over a further set.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import statistics
@@ -16,6 +18,8 @@ from typing import Any, Callable
 from lhvm import nvmet, runtime, volumes
 from lhvm.observe import Facts
 from lhvm.proc import run, sh, wait_for
+
+from lhsweep.inventory.dmioctl import DM_DEV_REMOVE_CMD, HEADER, encode_request, request_number
 
 CONFIG = "/etc/lhsweep/lhsweep.toml"
 
@@ -86,9 +90,11 @@ def dm_count() -> int:
 
 VOLUMES = 200
 PROFILED_VOLUMES = 20
+FLOOR_VOLUMES = 20
 RUNS = 3
 NQN = nvmet.engine_nqn("pvc-bench")
 PROFILED_NQN = nvmet.engine_nqn("pvc-profiled")
+FLOOR_NQN = nvmet.engine_nqn("pvc-floor")
 # What an operator (or upstream's pre-stop script) runs: list, then info and table per device.
 RUNBOOK = """
 for name in $(dmsetup ls | cut -f1); do
@@ -109,6 +115,21 @@ def lhsweep(*args: str, profile: str = "") -> dict[str, Any]:
         raise RuntimeError(f"lhsweep {' '.join(args)}: exit {done.returncode}: {done.stderr[-500:]}")
     report: dict[str, Any] = json.loads(done.stdout)
     return report
+
+
+def kernel_removals(names: list[str]) -> float:
+    """Seconds for DM_DEV_REMOVE of each of `names` in this process: no re-check, lock, node or helper.
+
+    The kernel's own cost of a removal, which neither dmsetup nor lhsweep can go below.
+    """
+    fd = os.open("/dev/mapper/control", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        started = time.monotonic()
+        for name in names:
+            fcntl.ioctl(fd, request_number(DM_DEV_REMOVE_CMD), bytearray(encode_request(HEADER.size, name)))
+        return time.monotonic() - started
+    finally:
+        os.close(fd)
 
 
 def main() -> None:
@@ -143,6 +164,9 @@ def main() -> None:
     facts["profiled_count"] = PROFILED_VOLUMES
     profiled = lhsweep("sweep", profile=os.path.join(facts.directory, "sweep.prof"))
     facts["profiled_outcomes"] = _outcomes(profiled)
+    floor = volumes_on(many_namespaces(FLOOR_NQN, FLOOR_VOLUMES), "pvc-k")
+    facts["floor_count"] = len(floor)
+    facts["kernel_remove_s"] = kernel_removals(floor)  # an ioctl that fails raises: all went
 
 
 def _verdicts(report: dict[str, Any]) -> dict[str, int]:
