@@ -167,6 +167,8 @@ def main() -> None:
     floor = volumes_on(many_namespaces(FLOOR_NQN, FLOOR_VOLUMES), "pvc-k")
     facts["floor_count"] = len(floor)
     facts["kernel_remove_s"] = kernel_removals(floor)  # an ioctl that fails raises: all went
+    # udev's part of the same removals (its rules run per remove event; dmsetup waits for them).
+    facts["udev_settle_s"] = timed(lambda: sh("udevadm", "settle", "--timeout=600", timeout=660))
 
 
 def _verdicts(report: dict[str, Any]) -> dict[str, int]:
