@@ -94,6 +94,24 @@ HISTORY = [
     "stream, 38.7 MiB polling, 147 and 114 wake-ups/min. Wake-ups with the event stream: "
     "1,173 -> 149/min on Debian's grpcio 1.51 since 0a631d9 (the stream read through grpc.aio); "
     "PyPI's grpcio 1.85 ~1,000/min from grpc core's event_engine worker threads.",
+    "This session (2026-12-02), on a faster machine than the runs above (`python -c pass` 28 ms "
+    "against 46 ms), so figures across sessions mix in the machine. Same machine, same trees, the "
+    "session's start (8f5ae76) against now (410b1f8): item 1 at 1,000 volumes 129.4 -> 119.5 ms, at "
+    "10,000 1436 -> 1400 ms (the records allocated with the collector paused go to the oldest "
+    "generation instead of being walked by the next young collection, a1d31fc: 60-85 ms at 10,000). "
+    "Item 3: the re-check before each dm removal reads the device's own open count, which every "
+    "mount, open file, loop device and holder raises and which DM_DEV_REMOVE enforces, instead of "
+    "every process's fds and every mount namespace's mountinfo again (9f9a203); a node whose dm "
+    "device went first needs no usage read. The guest profile's read_usage (48% of a sweep) is gone; "
+    "lhsweep 569 -> 190-256 ms a volume across the session's runs, against a shell loop of 125-223 ms "
+    "in the same runs. What remains is call_helper: 2.3-2.4 s for 21 kernel-call helper round trips "
+    "(about 107 ms each, the helper's start included) where DM_DEV_REMOVE itself takes 36 ms and "
+    "udev's handling of it 4 ms more (item 3's floor rows): about 125 ms a volume of lhsweep's own "
+    "(the helper round trip, re-checks and locks under emulation), not yet profiled inside the "
+    "helper. The floor also shows the 5x target out of reach for any remover: the loop is within "
+    "3.1-4.8x of the kernel's and udev's own cost. Item 4: 8.4 -> 3.4 s; its split: 2.0 s from "
+    "SIGKILL to the first removal's start (CRI poll interval 1 s, debounce 0.25 s, the plan), 1.2 s "
+    "of removals (dm 0.6-0.8 s, controllers 0.4-0.6 s for 3 volumes).",
 ]
 REPRODUCE = [
     "```",
