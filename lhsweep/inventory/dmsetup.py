@@ -40,11 +40,10 @@ class DmsetupDmControl:
         ambiguous = _colon_prefixes(info.name for info in infos)
         states = {}
         for info in infos:
-            targets = tables.get(info.name)
-            if targets is None and info.target_count == 0:
-                targets = ()
-            # else it came or changed between the two calls, or a name injected lines
-            if targets is not None and len(targets) == info.target_count and info.name not in ambiguous:
+            # A device without a table has no `table` line; one whose count differs came or
+            # changed between the two calls, or a name injected lines.
+            targets = tables.get(info.name, ())
+            if len(targets) == info.target_count and info.name not in ambiguous:
                 states[info.name] = info.with_targets(targets)
         return states
 
