@@ -77,7 +77,7 @@ class ClaimingHost(HostRoot):
     def __init__(self, root: str, claimed: set[str]) -> None:
         super().__init__(root)
         self.claimed = claimed
-        self.probed = []  # every block node opened O_EXCL, in order
+        self.probed: list[str] = []  # every block node opened O_EXCL, in order
 
     def open(self, host_path: str, flags: int, mode: int = 0o644) -> int:
         if flags & os.O_EXCL:
@@ -461,6 +461,20 @@ def test_no_namespace_is_probed_while_an_instance_manager_may_build_on_it(tree: 
     assert {e.verdict for e in report.plan.entries} <= {Verdict.LIVE, Verdict.UNKNOWN, Verdict.FOREIGN}
     scan(CONFIG, host, query=lambda _c, _h: runtime_with(), dm_control=tree.dm_control())
     assert host.probed == [f"/dev/{head}"]  # with no instance-manager: its namespace, and only it
+
+
+def test_the_recheck_probes_only_the_subsystem_it_disconnects(tree: PinTree) -> None:
+    """Right before a disconnect only that volume's lock is held: another Longhorn namespace
+    (whose instance-manager may have started since the plan) is not claimed for an instant."""
+    volume = tree.add_longhorn_volume("pvc-going")
+    other_nqn, other, _ = bare_namespace(tree, "pvc-other-ns")
+    host = ClaimingHost(tree.root, set())
+    config = dataclasses.replace(CONFIG, sweep_exclude=("*:volume-pvc-other-ns",))
+    plan = make_plan(read_inventory(host, tree.dm_control()), runtime_with(), config, NOW)
+    assert verdict(plan, Kind.NVME, other_nqn).verdict is Verdict.FOREIGN
+    host.probed.clear()
+    assert execute(tree, plan, host=host)[(Kind.NVME, volume.nqn)].result.value == "removed"
+    assert host.probed == [f"/dev/{volume.backing}"] and f"/dev/{other}" not in host.probed
 
 
 def test_a_namespace_that_cannot_be_asked_whether_it_is_claimed_is_unknown(tree: PinTree) -> None:

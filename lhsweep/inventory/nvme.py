@@ -35,18 +35,19 @@ _PARTITION = re.compile(r"nvme\d+n\d+p\d+")
 
 def read_subsystems(host: HostRoot, problems: Optional[Problems] = None,
                     devs: Optional[Mapping[str, DevNum]] = None,
-                    claims: str = "") -> tuple[tuple[NvmeSubsystem, ...], str]:
+                    claims: str = "", claims_of: str = "") -> tuple[tuple[NvmeSubsystem, ...], str]:
     """Every NVMe subsystem in /sys/class/nvme-subsystem with its controllers and namespaces.
 
     `devs` (kernel name -> number, from a whole listing of /sys/dev/block) saves reading each
     namespace's `dev` and listing its directory for partitions. The namespaces of Longhorn
     subsystems are asked whether something claims them unless `claims` says why not (an O_EXCL
-    open briefly claims the device: never while someone may be building on it).
+    open briefly claims the device: never while someone may be building on it), and with
+    `claims_of` only those of that NQN (the one subsystem whose volume lock is held).
     The second value says why a subsystem could not be read whole and was left out ("" when
     none was): a namespace missing from the first may then still belong to an NVMe subsystem.
     """
     reader = _Reader(host, problems if problems is not None else Problems(), devs or {},
-                     None if devs is None else _partitions_by_disk(devs), claims)
+                     None if devs is None else _partitions_by_disk(devs), claims, claims_of)
     subsystems, unread = [], []
     for name in host.listdir(SUBSYSTEMS):
         try:
@@ -86,6 +87,8 @@ class _Reader:
     partition_names: Optional[Mapping[str, tuple[str, ...]]]
     # Why claims are not asked ("" when they are).
     claims_off: str
+    # The only NQN whose namespaces are probed ("": every Longhorn one).
+    claims_of: str
 
     def subsystem(self, name: str) -> Optional[NvmeSubsystem]:
         """The subsystem `name`; None when it vanished."""
@@ -99,14 +102,21 @@ class _Reader:
         controllers = tuple(c for c in (self.controller(e) for e in entries if _CONTROLLER.fullmatch(e))
                             if c is not None)
         # Only a Longhorn subsystem is ever disconnected: no other disk is probed (an admin's mkfs).
-        longhorn = nqn.strip().startswith(LONGHORN_NQN_PREFIX)
-        probe = self.claims_off if longhorn else "not a Longhorn subsystem"
+        probe = self.why_not_probed(nqn.strip())
         namespaces = self.namespaces(base, entries, probe)
         if not namespaces:  # no native multipath: the namespaces hang below the controllers
             for ctrl in controllers:
                 path = f"{CONTROLLERS}/{ctrl.name}"
                 namespaces += self.namespaces(path, self.host.listdir(path), probe)
         return NvmeSubsystem(name, nqn.strip(), controllers, tuple(sorted(namespaces, key=lambda n: n.name)))
+
+    def why_not_probed(self, nqn: str) -> str:
+        """Why the namespaces of the subsystem `nqn` are not asked whether they are claimed ("": asked)."""
+        if not nqn.startswith(LONGHORN_NQN_PREFIX):
+            return "not a Longhorn subsystem"
+        if self.claims_of and nqn != self.claims_of:
+            return f"only {self.claims_of} is being disconnected"
+        return self.claims_off
 
     def controller(self, name: str) -> Optional[NvmeController]:
         """The controller `name`; None when it vanished.
