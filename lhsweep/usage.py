@@ -91,7 +91,6 @@ class Usage:
             return _UNUSED
         return DeviceUse(tuple(busy), tuple(unknown))
 
-
     def of_namespace(self, ns: NvmeNamespace, holders: Optional[Collection[str]]) -> DeviceUse:
         """Who uses the NVMe namespace `ns` (its `holders` as the caller counts them) or a partition.
 
@@ -119,8 +118,7 @@ def dm_kernel_use(dm: DmDevice) -> DeviceUse:
 
     Every user of a dm device holds it open, so this alone tells busy from idle; it names no user.
     """
-    holders, expected = _holders_left(dm, (), None)
-    return _kernel_use(dm.name, holders, dm.open_count, expected) + _dm_state(dm)
+    return _kernel_use(dm.name, dm.holders, dm.open_count, 0) + _dm_state(dm)
 
 
 def _holders_left(dm: DmDevice, removed_with_it: Collection[str],
