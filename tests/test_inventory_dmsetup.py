@@ -253,3 +253,20 @@ def test_read_one_refuses_a_segment_count_other_than_infos() -> None:
     agreeing = DmsetupDmControl(Answers(info_of("pvc-1", 2, 1), "0 2048 linear 259:1 0\n"))
     one = agreeing.read_one("pvc-1")
     assert one is not None and one.targets == (DmTarget(0, 2048, "linear", DevNum(259, 1)),)
+
+
+# A device named with newlines prints lines of its own choosing into `dmsetup info`: here a block
+# claiming that pvc-1 (open in truth) is closed, with the evil device's own lines after it.
+FORGED = "zzz\n\nName: pvc-1\nState: ACTIVE\nOpen count: 0\nMajor, minor: 253, 2\nNumber of targets: 1"
+
+
+@pytest.mark.parametrize(("listing", "why"), [
+    (info_of("pvc-1", 2, 1).replace("Open count:        0", "Open count:        1")
+     + info_of(FORGED, 9, 1), "'pvc-1' listed twice"),
+    (info_of("zzz\n\nName: ghost\nState: ACTIVE", 9, 1), "'State' twice for ghost"),
+    (info_of("pvc-1\nevil", 9, 1), "a line that is no 'Key: value' ('evil')"),
+], ids=["name-twice", "key-twice", "keyless-line"])
+def test_a_listing_a_newline_name_forged_lines_into_is_unknown_as_a_whole(listing: str, why: str) -> None:
+    with pytest.raises(HostReadError) as caught:
+        read_all(listing, PVC_TABLE)
+    assert str(caught.value) == f"dmsetup info: {why}"

@@ -87,6 +87,7 @@ class _Info:
         self.open_count: Optional[int] = None
         self.target_count: Optional[int] = None
         self.state = ""
+        self.keys: set[str] = set()
 
     def with_targets(self, targets: tuple[DmTarget, ...]) -> DmState:
         """The finished DmState; raises HostReadError when the block lacked a needed line."""
@@ -98,16 +99,26 @@ class _Info:
 
 
 def parse_info(text: str) -> list[_Info]:
-    """Parse the long form of `dmsetup info` (blocks of 'Key: value' lines, blank-separated)."""
+    """Parse the long form of `dmsetup info` (blocks of 'Key: value' lines, blank-separated).
+
+    A listing that does not fit that form (a line without a key, a key twice in one block, a
+    name twice: what a device name holding a newline prints) cannot be told apart: HostReadError.
+    """
     if text.strip() == _NO_DEVICES:
         return []
     blocks: list[_Info] = []
+    names: set[str] = set()
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not sep:
+            if line.strip():
+                raise HostReadError(f"dmsetup info: a line that is no 'Key: value' ({line[:40]!r})")
             continue
         value = value.strip()
         if key == "Name":
+            if value in names:
+                raise HostReadError(f"dmsetup info: {value!r} listed twice")
+            names.add(value)
             blocks.append(_Info())
             blocks[-1].name = value
         elif blocks:
@@ -116,6 +127,9 @@ def parse_info(text: str) -> list[_Info]:
 
 
 def _apply(info: _Info, key: str, value: str) -> None:
+    if key in info.keys:
+        raise HostReadError(f"dmsetup info: {key!r} twice for {info.name}")
+    info.keys.add(key)
     try:
         if key == "State":
             info.state = value
