@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import stat
 import time
@@ -23,7 +21,7 @@ from lhsweep.inventory import (
     select_dm_control,
 )
 from lhsweep.inventory.sysfs import SYS_BLOCK, kernel_name_of, read_holders
-from lhsweep.longhorn import LEGACY_LOCK, volume_lock_path
+from lhsweep.locks import LockUnavailable, longhorn_locks
 from lhsweep.model import (
     ActionOutcome,
     ActionResult,
@@ -262,31 +260,9 @@ class Actor:
     @contextlib.contextmanager
     def _longhorn_locks(self, volume: str) -> Iterator[None]:
         """Rule respect-live-instance-manager: go-spdk-helper's volume and global flocks, no waiting."""
-        try:
-            paths = (volume_lock_path(volume), LEGACY_LOCK)
-        except ValueError as exc:
-            raise _Skip(str(exc)) from None
         with contextlib.ExitStack() as stack:
-            for path in paths:
-                stack.enter_context(self._flock(path))
-            yield
-
-    @contextlib.contextmanager
-    def _flock(self, path: str) -> Iterator[None]:
-        """flock `path` below the host root, each component (and the file) created inside it."""
-        try:
-            self.host.makedirs(os.path.dirname(path))
-            # Read-only is enough for flock, and works where the sandbox keeps /run read-only.
-            fd = self.host.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            raise _Skip(f"cannot open Longhorn lock {path}: {exc.strerror}") from None
-        try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise _Skip(f"Longhorn lock {path} is held by another process") from None
-                raise _Skip(f"cannot lock {path}: {exc.strerror}") from None
+                stack.enter_context(longhorn_locks(self.host, volume))
+            except LockUnavailable as exc:
+                raise _Skip(str(exc)) from None
             yield
-        finally:
-            os.close(fd)

@@ -463,6 +463,23 @@ def test_no_namespace_is_probed_while_an_instance_manager_may_build_on_it(tree: 
     assert host.probed == [f"/dev/{head}"]  # with no instance-manager: its namespace, and only it
 
 
+@pytest.mark.parametrize("lock", ["/run/longhorn/spdk-pvc-probed.lock", "/run/longhorn-spdk.lock"])
+def test_a_namespace_is_probed_only_under_its_volumes_longhorn_locks(tree: PinTree, lock: str) -> None:
+    """An instance-manager started since the runtime answered may be building on the namespace
+    under go-spdk-helper's lock: the probe, which claims it for an instant, waits for no lock and
+    makes none; the subsystem is unknown. Free locks are taken for the probe and let go after."""
+    nqn, head, _ = bare_namespace(tree, "pvc-probed")
+    host = ClaimingHost(tree.root, set())
+    with held_lock(tree, lock):
+        nvme = verdict(plan_of(tree, host=host), Kind.NVME, nqn)
+    assert host.probed == []
+    assert nvme.verdict is Verdict.UNKNOWN and f"Longhorn lock {lock} is held" in nvme.reason
+    assert verdict(plan_of(tree, host=host), Kind.NVME, nqn).verdict is Verdict.STALE
+    assert host.probed == [f"/dev/{head}"]
+    with held_lock(tree, lock):  # not still held by the scan
+        pass
+
+
 def test_the_recheck_probes_only_the_subsystem_it_disconnects(tree: PinTree) -> None:
     """Right before a disconnect only that volume's lock is held: another Longhorn namespace
     (whose instance-manager may have started since the plan) is not claimed for an instant."""
@@ -756,17 +773,24 @@ def test_an_unreadable_table_at_the_recheck_keeps_the_device_and_what_waits_for_
     assert os.path.exists(tree.p("/dev/longhorn/pvc-eio"))
 
 
+@contextlib.contextmanager
+def held_lock(tree: PinTree, lock: str) -> Iterator[None]:
+    """The flock `lock` (a host path) held, as another process (go-spdk-helper) would hold it."""
+    os.makedirs(os.path.dirname(tree.p(lock)), exist_ok=True)
+    fd = os.open(tree.p(lock), os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises when something holds it already
+        yield
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("lock", ["/run/longhorn/spdk-pvc-lock.lock", "/run/longhorn-spdk.lock"])
 def test_a_held_longhorn_lock_keeps_the_volume(tree: PinTree, lock: str) -> None:
     """Longhorn's per-volume lock and its older global lock: either one held skips the volume."""
     plan = stale_volume_plan(tree, "pvc-lock")
-    os.makedirs(os.path.dirname(tree.p(lock)), exist_ok=True)
-    fd = os.open(tree.p(lock), os.O_RDONLY | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with held_lock(tree, lock):
         outcomes = execute(tree, plan)
-    finally:
-        os.close(fd)
     dm = outcomes[(Kind.DM, "pvc-lock")]
     assert dm.result.value == "skipped" and f"Longhorn lock {lock} is held" in dm.detail
     assert removed_dm(tree) == []

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
 from lhsweep.inventory.sysfs import Problems, read_holders, summary
+from lhsweep.locks import LockUnavailable, longhorn_locks
+from lhsweep.longhorn import volume_of_nqn
 from lhsweep.model import (
     LONGHORN_NQN_PREFIX,
     DevNum,
@@ -102,13 +105,32 @@ class _Reader:
         controllers = tuple(c for c in (self.controller(e) for e in entries if _CONTROLLER.fullmatch(e))
                             if c is not None)
         # Only a Longhorn subsystem is ever disconnected: no other disk is probed (an admin's mkfs).
-        probe = self.why_not_probed(nqn.strip())
-        namespaces = self.namespaces(base, entries, probe)
-        if not namespaces:  # no native multipath: the namespaces hang below the controllers
-            for ctrl in controllers:
-                path = f"{CONTROLLERS}/{ctrl.name}"
-                namespaces += self.namespaces(path, self.host.listdir(path), probe)
+        with self.probing(nqn.strip()) as probe:
+            namespaces = self.namespaces(base, entries, probe)
+            if not namespaces:  # no native multipath: the namespaces hang below the controllers
+                for ctrl in controllers:
+                    path = f"{CONTROLLERS}/{ctrl.name}"
+                    namespaces += self.namespaces(path, self.host.listdir(path), probe)
         return NvmeSubsystem(name, nqn.strip(), controllers, tuple(sorted(namespaces, key=lambda n: n.name)))
+
+    @contextlib.contextmanager
+    def probing(self, nqn: str) -> Iterator[str]:
+        """Why the subsystem `nqn`'s namespaces are not probed ("": they are), with its volume's
+        Longhorn locks held while they are (rule respect-live-instance-manager).
+
+        A probe claims the device for an instant: under the locks, no go-spdk-helper operation on
+        the volume runs meanwhile. With `claims_of` the caller already holds them.
+        """
+        why = self.why_not_probed(nqn)
+        if why or self.claims_of:
+            yield why
+            return
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(longhorn_locks(self.host, volume_of_nqn(nqn)))
+            except LockUnavailable as exc:
+                why = str(exc)
+            yield why
 
     def why_not_probed(self, nqn: str) -> str:
         """Why the namespaces of the subsystem `nqn` are not asked whether they are claimed ("": asked)."""
