@@ -13,7 +13,10 @@ def printable(text: object) -> str:
 
     The one escaping rule of every text output: tables, status, the journal, STATUS= lines.
     """
-    return "".join(c if c.isprintable() else _escape(c) for c in str(text))
+    line = str(text)
+    if line.isprintable():  # nearly always: one C call instead of a look at each character
+        return line
+    return "".join(c if c.isprintable() else _escape(c) for c in line)
 
 
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
