@@ -98,6 +98,14 @@ def _scan_section(facts: dict[str, Any], why: str, boot: str) -> Section:
         ["runbook / lhsweep", f"{ratio:.1f}x",
          f">= {SCAN_TARGET_RATIO:.0f}x: {'met' if ratio >= SCAN_TARGET_RATIO else 'MISSED'}"],
     ]
+    if "python_pass_s" in facts:
+        floor = facts["python_pass_s"] + facts["lhsweep_scan_in_process_s"]
+        section.rows += [
+            ["`python3 -c pass` in the guest, median", ms(facts["python_pass_s"]), ""],
+            ["the issue's floor: `python3 -c pass` plus the scan itself", ms(floor), ""],
+            ["runbook / that floor: the most a Python scan could reach here", f"{runbook / floor:.1f}x", ""],
+            ["lhsweep's own start above that floor (imports, CRI query, report)", ms(scan - floor), ""],
+        ]
     section.notes += [
         f"Runs: runbook {_list(facts['runbook_runs'])}; lhsweep {_list(facts['lhsweep_scan_runs'])}. "
         f"Verdicts of the scan: {facts['scan_verdicts']}.",
@@ -155,6 +163,7 @@ def _removal_section(facts: dict[str, Any], why: str, boot: str, directory: Path
                 ["plain / the kernel and udev: the most any remover can gain on the loop here",
                  f"{plain / floor:.2f}x", ""],
             ]
+    section.rows += _helper_rows(facts)
     section.notes += [f"lhsweep's outcomes: {facts['sweep_outcomes']} (the subsystem's disconnect "
                       "comes once, after its last dm device).", boot + "."]
     profile = directory / "sweep.prof"
@@ -163,6 +172,39 @@ def _removal_section(facts: dict[str, Any], why: str, boot: str, directory: Path
                              f"(outcomes {facts['profiled_outcomes']}), under cProfile in the guest, "
                              "heaviest (cumulative): " + top_functions(profile))
     return section
+
+
+def _helper_rows(facts: dict[str, Any]) -> list[list[str]]:
+    """Rows splitting a dm removal: the helper's start, its round trip, the sweep's whole action."""
+    runs = facts.get("helper_runs")
+    if not runs or len(runs) < 2:
+        return []
+    rows = [
+        [f"through lhsweep's kernel-call helper alone (IoctlDmControl.remove, no re-check or lock), "
+         f"{len(runs)} volumes: the first call, the helper's start included", ms(runs[0]), ""],
+        ["the same, each later call (one DM_DEV_REMOVE round trip), median",
+         ms(statistics.median(runs[1:])), ""],
+    ]
+    actions = facts.get("action_runs", {})
+    if actions.get("dm") and actions.get("node"):
+        per_volume = (sum(actions["dm"]) + sum(actions["node"])) / len(actions["dm"])
+        plain = facts["plain_remove_s"] / facts["plain_count"]
+        rows += [
+            ["lhsweep sweep's dm removals (locks, re-check, the helper's call), median",
+             ms(statistics.median(actions["dm"])), ""],
+            ["its node unlinks (locks, re-check, unlink), median",
+             ms(statistics.median(actions["node"])), ""],
+            ["its dm removals and node unlinks, the loop's own work, per volume", ms(per_volume), ""],
+            ["plain / those actions", f"{plain / per_volume:.2f}x", ""],
+        ]
+    if actions.get("nvme") and "subsystem_namespaces" in facts:
+        rows.append([f"its disconnect of the subsystem (which the loop leaves connected): the kernel deletes "
+                     f"the controller and its {facts['subsystem_namespaces']} namespace disks",
+                     ms(sum(actions["nvme"])), ""])
+    if "python_isolated_pass_s" in facts:
+        rows.append(["`python3 -I -S -c pass` in the guest (how the helper is started), median",
+                     ms(facts["python_isolated_pass_s"]), ""])
+    return rows
 
 
 def _reaction_section(facts: dict[str, Any], why: str, boot: str) -> Section:

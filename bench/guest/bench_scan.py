@@ -19,7 +19,14 @@ from lhvm import nvmet, runtime, volumes
 from lhvm.observe import Facts
 from lhvm.proc import run, sh, wait_for
 
-from lhsweep.inventory.dmioctl import DM_DEV_REMOVE_CMD, HEADER, encode_request, request_number
+from lhsweep.inventory.dmioctl import (
+    DM_DEV_REMOVE_CMD,
+    HEADER,
+    IoctlDmControl,
+    encode_request,
+    request_number,
+)
+from lhsweep.tools import ToolRunner
 
 CONFIG = "/etc/lhsweep/lhsweep.toml"
 
@@ -91,10 +98,12 @@ def dm_count() -> int:
 VOLUMES = 200
 PROFILED_VOLUMES = 20
 FLOOR_VOLUMES = 20
+HELPER_VOLUMES = 20
 RUNS = 3
 NQN = nvmet.engine_nqn("pvc-bench")
 PROFILED_NQN = nvmet.engine_nqn("pvc-profiled")
 FLOOR_NQN = nvmet.engine_nqn("pvc-floor")
+HELPER_NQN = nvmet.engine_nqn("pvc-helper")
 # What an operator (or upstream's pre-stop script) runs: list, then info and table per device.
 RUNBOOK = """
 for name in $(dmsetup ls | cut -f1); do
@@ -132,6 +141,34 @@ def kernel_removals(names: list[str]) -> float:
         os.close(fd)
 
 
+def helper_removals(names: list[str]) -> list[float]:
+    """Seconds of each DM_DEV_REMOVE of `names` through lhsweep's kernel-call helper, in order.
+
+    The production call (IoctlDmControl.remove, ToolRunner.call_helper) without the re-check and
+    locks around it: the first includes the helper's start, the rest are its round trips.
+    """
+    runner, control = ToolRunner(timeout=60.0), IoctlDmControl("/dev/mapper/control")
+    seconds = []
+    try:
+        for name in names:
+            result = control.remove(name, runner)
+            if not result.ok:
+                raise RuntimeError(f"helper removal of {name}: {result.summary()}")
+            seconds.append(result.duration_s)
+    finally:
+        runner.close_helper()
+    return seconds
+
+
+def action_seconds(report: dict[str, Any]) -> dict[str, list[float]]:
+    """Durations of the report's removed actions (lock, re-check and removal each), by kind."""
+    found: dict[str, list[float]] = {}
+    for action in report["actions"]:
+        if action["result"] == "removed":
+            found.setdefault(action["kind"], []).append(action["duration_s"])
+    return found
+
+
 def main() -> None:
     """Set up, measure, record."""
     facts = Facts()
@@ -158,6 +195,8 @@ def main() -> None:
     facts["lhsweep_sweep_s"] = timed(lambda: swept.update(lhsweep("sweep")))
     facts["sweep_outcomes"] = _outcomes(swept)
     facts["sweep_action_s"] = sum(a["duration_s"] for a in swept["actions"])
+    facts["action_runs"] = action_seconds(swept)
+    facts["subsystem_namespaces"] = VOLUMES  # the loop left them all connected
     facts["dm_left"] = dm_count()
     # The profile comes from a sweep of its own (cProfile slows the Python side several times).
     volumes_on(many_namespaces(PROFILED_NQN, PROFILED_VOLUMES), "pvc-p")
@@ -169,6 +208,12 @@ def main() -> None:
     facts["kernel_remove_s"] = kernel_removals(floor)  # an ioctl that fails raises: all went
     # udev's part of the same removals (its rules run per remove event; dmsetup waits for them).
     facts["udev_settle_s"] = timed(lambda: sh("udevadm", "settle", "--timeout=600", timeout=660))
+    helper = volumes_on(many_namespaces(HELPER_NQN, HELPER_VOLUMES), "pvc-h")
+    facts["helper_runs"] = helper_removals(helper)
+    # The interpreter's own start, which every `lhsweep` command and every helper pays first.
+    facts["python_pass_s"], _ = median_time(RUNS, lambda: sh("python3", "-c", "pass"))
+    facts["python_isolated_pass_s"], _ = median_time(
+        RUNS, lambda: sh("python3", "-I", "-S", "-c", "pass"))
 
 
 def _verdicts(report: dict[str, Any]) -> dict[str, int]:
