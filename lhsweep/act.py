@@ -246,12 +246,15 @@ class Actor:
         Each write goes through the kernel-call helper (a dead target can hold it in D state);
         `nvme disconnect` is the fallback where the attribute is missing (a tree that is not sysfs).
         """
-        attributes = [f"/sys/class/nvme/{name}/delete_controller" for name in controllers]
-        if self.use_tools or not all(self.host.exists(a) for a in attributes):
+        directories = [f"/sys/class/nvme/{name}" for name in controllers]
+        if self.use_tools or not all(self.host.exists(f"{d}/delete_controller") for d in directories):
             return self.runner.run(["nvme", "disconnect", "--nqn", nqn])
         result = ToolResult(("nvme-delete", nqn), 0, "", "", 0.0)
-        for name, attribute in zip(controllers, attributes):
-            request = {"op": "write", "path": self.host.path(attribute), "data": "1"}
+        for name, directory in zip(controllers, directories):
+            # Written only while the controller is still one of `nqn`'s: its name may have been
+            # given to a new connection since the re-check (the old one reached ctrl_loss_tmo).
+            request = {"op": "write", "dir": self.host.path(directory), "file": "delete_controller",
+                       "data": "1", "expect": {"subsysnqn": nqn}}
             result = self.runner.call_helper(("nvme-delete", nqn, name), request)
             if not result.ok:
                 break

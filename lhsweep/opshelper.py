@@ -3,8 +3,8 @@
 It runs as `python3 -I -S opshelper.py`, imports nothing of lhsweep, and reads one JSON request
 a line on stdin, answering each with one JSON line on stdout:
 
-    {"op": "ioctl", "path": P, "request": N, "buf": HEX}  -> {"errno": E, "error": S}
-    {"op": "write", "path": P, "data": TEXT}              -> {"errno": E, "error": S}
+    {"op": "ioctl", "path": P, "request": N, "buf": HEX}                 -> {"errno": E, "error": S}
+    {"op": "write", "dir": D, "file": F, "data": TEXT, "expect": {A: V}}  -> {"errno": E, "error": S}
 
 (the ioctl's reply buffer is not sent back: removals need only whether they worked).
 
@@ -35,13 +35,39 @@ def _ioctl(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write(request: dict[str, Any]) -> dict[str, Any]:
-    """Write `data` to the attribute file `path` in one write()."""
-    fd = os.open(request["path"], os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    """Write `data` in one write() to the attribute `file` of the directory `dir`, once every
+    attribute named in `expect` there reads as given (ESTALE when one does not).
+
+    The directory is opened once and everything is opened relative to it: its fd stays with the
+    kernel object it was opened for, so a name the kernel hands to another device meanwhile (a
+    controller's nvmeN) cannot redirect the write.
+    """
+    if "/" in request["file"]:
+        raise ValueError(f"file must be a name in dir: {request['file']!r}")
+    dir_fd = os.open(request["dir"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.write(fd, request["data"].encode())
+        for name, value in request.get("expect", {}).items():
+            found = _read_at(dir_fd, name)
+            if found != value:
+                return {"errno": errno.ESTALE,
+                        "error": f"{request['dir']}: {name} is {found!r}, not {value!r}: another device now"}
+        fd = os.open(request["file"], os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            os.write(fd, request["data"].encode())
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    return {"errno": 0, "error": ""}
+
+
+def _read_at(dir_fd: int, name: str) -> str:
+    """The attribute `name` of the directory `dir_fd`, whitespace stripped."""
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        return os.read(fd, 4096).decode("utf-8", "replace").strip()
     finally:
         os.close(fd)
-    return {"errno": 0, "error": ""}
 
 
 _OPS = {"ioctl": _ioctl, "write": _write}

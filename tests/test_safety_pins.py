@@ -14,7 +14,7 @@ import fcntl
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import pytest
 
@@ -27,6 +27,7 @@ from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
 from lhsweep.sweep import scan
 from lhsweep.tools import ToolResult, ToolRunner
+from tests.fakes.kerneltree import CTL
 from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
 from tests.inventories import instance_manager, runtime_unknown, runtime_with
 from tests.test_inventory_dmioctl import kernel_of
@@ -492,6 +493,39 @@ def test_the_recheck_probes_only_the_subsystem_it_disconnects(tree: PinTree) -> 
     host.probed.clear()
     assert execute(tree, plan, host=host)[(Kind.NVME, volume.nqn)].result.value == "removed"
     assert host.probed == [f"/dev/{volume.backing}"] and f"/dev/{other}" not in host.probed
+
+
+class NameReusedBeforeTheWrite(ToolRunner):
+    """Between the re-check and the helper's write the stale controller reaches ctrl_loss_tmo and
+    goes; another vendor's new connection gets the lowest free name, the stale one's."""
+
+    def __init__(self, tree: PinTree, stale_nqn: str) -> None:
+        super().__init__(60)
+        self.tree, self.stale_nqn, self.newcomer = tree, stale_nqn, ""
+
+    def call_helper(self, label: tuple[str, ...], request: dict[str, Any],
+                    timeout: Optional[float] = None) -> ToolResult:
+        if not self.newcomer:
+            self.tree.disconnect(self.stale_nqn)
+            self.newcomer = self.tree.connect(OTHER_VENDOR_NQN)[1]
+            self.tree.write(f"{CTL}/{self.newcomer}/delete_controller", "")
+        return super().call_helper(label, request, timeout)
+
+
+def test_a_controller_name_given_to_another_connection_since_the_recheck_is_not_deleted(
+        tree: PinTree) -> None:
+    """Rule recheck-before-action, down to the write: delete_controller is written only through
+    the directory of a controller that is still the planned NQN's, never by a name alone."""
+    nqn = f"{LONGHORN_PREFIX}volume-pvc-renamed"
+    controller = tree.connect(nqn)[1]
+    tree.write(f"{CTL}/{controller}/delete_controller", "")  # the in-process path: sysfs has it
+    plan = plan_of(tree)
+    runner = NameReusedBeforeTheWrite(tree, nqn)
+    actor = Actor(HostRoot(tree.root), runner, tree.dm_control())
+    outcome = actor.execute(plan, dry_run=False)[-1]
+    assert runner.newcomer and outcome.kind is Kind.NVME and outcome.result.value == "failed"
+    assert f"subsysnqn is '{OTHER_VENDOR_NQN}', not '{nqn}'" in outcome.detail
+    assert Path(tree.p(f"{CTL}/{runner.newcomer}/delete_controller")).read_text() == ""
 
 
 def test_a_namespace_that_cannot_be_asked_whether_it_is_claimed_is_unknown(tree: PinTree) -> None:

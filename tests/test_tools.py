@@ -35,9 +35,9 @@ def test_a_missing_program_is_a_failed_result_not_an_exception() -> None:
     assert result.summary().startswith("cannot run /nonexistent/dmsetup")
 
 
-def write(path: Path) -> dict[str, str]:
-    """A helper request writing "1" to `path`."""
-    return {"op": "write", "path": str(path), "data": "1"}
+def write(path: Path, **expect: str) -> dict[str, object]:
+    """A helper request writing "1" to `path`, once the attributes `expect` beside it read so."""
+    return {"op": "write", "dir": str(path.parent), "file": path.name, "data": "1", "expect": expect}
 
 
 def test_the_helper_writes_an_attribute_and_reports_kernel_errors(tmp_path) -> None:
@@ -55,6 +55,27 @@ def test_the_helper_writes_an_attribute_and_reports_kernel_errors(tmp_path) -> N
     # A regular file has no ioctls: the kernel's answer comes back as the call's failure.
     assert not refused.ok and refused.summary() == "dm-remove exited 1: Inappropriate ioctl for device"
     assert not missing.ok and "No such file" in missing.summary()
+
+
+def test_the_helper_writes_only_while_the_directory_is_still_the_device_expected(tmp_path) -> None:
+    """The write is refused (ESTALE) when an attribute beside it says another device has the name."""
+    attribute = tmp_path / "nvme0" / "delete_controller"
+    attribute.parent.mkdir()
+    attribute.write_text("")
+    (tmp_path / "nvme0" / "subsysnqn").write_text("nqn.2014-08.org.nvmexpress:uuid:other\n")
+    runner = ToolRunner(5)
+    try:
+        refused = runner.call_helper(("nvme-delete", "nvme0"), write(attribute, subsysnqn="nqn.longhorn"))
+        escape = dict(write(attribute), file="../nvme0/delete_controller")
+        bad = runner.call_helper(("nvme-delete", "nvme0"), escape)
+        done = runner.call_helper(("nvme-delete", "nvme0"),
+                                  write(attribute, subsysnqn="nqn.2014-08.org.nvmexpress:uuid:other"))
+    finally:
+        runner.close_helper()
+    assert not refused.ok and "subsysnqn is 'nqn.2014-08.org.nvmexpress:uuid:other', not 'nqn.longhorn'" \
+        in refused.summary()
+    assert not bad.ok and "file must be a name in dir" in bad.summary()
+    assert done.ok and attribute.read_text() == "1"
 
 
 def test_one_helper_serves_a_whole_sweep(tmp_path) -> None:
