@@ -464,7 +464,8 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
                         controllers=tuple(c.name for c in subsystem.controllers))
     volume = volume_of_nqn(subsystem.nqn)
     draft = _Draft(Kind.NVME, subsystem.nqn, Verdict.FOREIGN, "", identity, volume, ORDER_NVME)
-    pattern = ctx.config.excluded(subsystem.nqn)
+    # Excluding a volume by its name keeps its controller too, not only its dm device and node.
+    pattern = ctx.config.excluded(subsystem.nqn) or (ctx.config.excluded(volume) if volume else None)
     if not subsystem.is_longhorn:
         draft.reason = "NQN is not Longhorn's"
     elif not volume:

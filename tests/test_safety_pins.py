@@ -512,6 +512,18 @@ class NameReusedBeforeTheWrite(ToolRunner):
         return super().call_helper(label, request, timeout)
 
 
+def test_a_volume_excluded_by_name_keeps_its_controller(tree: PinTree) -> None:
+    """sweep.exclude names volumes as operators know them: the volume's NQN is kept too, also when
+    its node stands straight on the namespace (no dm device whose holder would keep it)."""
+    nqn, _, head_dev = bare_namespace(tree, "pvc-keep")
+    tree.add_node("pvc-keep", head_dev)
+    config = dataclasses.replace(CONFIG, sweep_exclude=("pvc-keep",))
+    plan = make_plan(read_inventory(HostRoot(tree.root), tree.dm_control()), runtime_with(), config, NOW)
+    nvme = verdict(plan, Kind.NVME, nqn)
+    assert nvme.verdict is Verdict.FOREIGN and nvme.reason == "excluded by sweep.exclude pattern 'pvc-keep'"
+    assert verdict(plan, Kind.NODE, "pvc-keep").verdict is Verdict.FOREIGN
+
+
 def test_a_controller_name_given_to_another_connection_since_the_recheck_is_not_deleted(
         tree: PinTree) -> None:
     """Rule recheck-before-action, down to the write: delete_controller is written only through
