@@ -48,11 +48,14 @@ def _openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
 
 
 def _readlink_at(dir_fd: int, name: str) -> Optional[str]:
-    """The text of the link `name` in the directory `dir_fd`, None when it is not a link."""
+    """The text of the link `name` in the directory `dir_fd`, None when it is not a link (or
+    went since the listing); any other failure raises."""
     try:
         return os.readlink(name, dir_fd=dir_fd)
-    except OSError:
-        return None
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOENT):
+            return None
+        raise
 
 
 class HostRoot:
@@ -176,7 +179,8 @@ class HostRoot:
             os.close(fd)
 
     def readlink(self, host_path: str) -> Optional[str]:
-        """The text of the symlink `host_path` (never followed), None when it is not a link."""
+        """The text of the symlink `host_path` (never followed), None when it is absent or not a
+        link; HostReadError when it cannot be read (never taken for "absent")."""
         try:
             if self.root == "/":
                 return os.readlink(host_path)
@@ -185,8 +189,12 @@ class HostRoot:
                 return os.readlink("", dir_fd=fd)
             finally:
                 os.close(fd)
-        except OSError:
+        except _ABSENT:
             return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # there, and not a link
+                return None
+            raise HostReadError(f"{host_path}: cannot read the link: {exc.strerror or exc}") from None
 
     def lstat(self, host_path: str) -> Optional[os.stat_result]:
         """lstat() of `host_path` (links are not followed), None when it does not exist."""
@@ -204,11 +212,16 @@ class HostRoot:
             raise HostReadError(f"{host_path}: cannot stat: {exc.strerror or exc}") from None
 
     def exists(self, host_path: str) -> bool:
-        """True when `host_path` exists; a link counts only if its target exists (inside the root)."""
+        """True when `host_path` exists; a link counts only if its target exists (inside the root).
+
+        HostReadError when that cannot be told (a refusal other than "no such file").
+        """
         try:
             os.close(self.open(host_path, _O_PATH))
-        except OSError:
+        except _ABSENT:
             return False
+        except OSError as exc:
+            raise HostReadError(f"{host_path}: cannot tell if it exists: {exc.strerror or exc}") from None
         return True
 
     def open_dir_fd(self, host_path: str) -> int:

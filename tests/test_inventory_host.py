@@ -29,6 +29,17 @@ def test_readers_report_absence_as_none_or_empty(tmp_path) -> None:
     assert not host.exists("/missing")
 
 
+@pytest.mark.parametrize("root", ["/", "tree"])
+def test_a_link_or_path_that_cannot_be_resolved_is_no_answer_not_absent(tmp_path, root: str) -> None:
+    """Fail closed: a refusal other than "no such file" (here a loop of links) is not "absent"."""
+    os.symlink("loop", tmp_path / "loop")
+    host, base = (HostRoot("/"), str(tmp_path)) if root == "/" else (HostRoot(str(tmp_path)), "")
+    with pytest.raises(HostReadError, match="loop/dev: cannot read the link"):
+        host.readlink(f"{base}/loop/dev")
+    with pytest.raises(HostReadError, match="loop/dev: cannot tell if it exists"):
+        host.exists(f"{base}/loop/dev")
+
+
 def test_read_text_reads_big_files_whole_and_replaces_bad_bytes(tmp_path) -> None:
     big = "line of mountinfo text\n" * 20000
     (tmp_path / "big").write_text(big)

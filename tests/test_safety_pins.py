@@ -512,6 +512,23 @@ class NameReusedBeforeTheWrite(ToolRunner):
         return super().call_helper(label, request, timeout)
 
 
+def test_a_node_whose_number_cannot_be_looked_up_is_not_taken_for_free(tree: PinTree) -> None:
+    """Fail closed at the node's re-check: /sys/dev/block unreadable after its dm device went
+    (a refusal, not "no such device") is no proof that nothing has the number."""
+    plan = stale_volume_plan(tree, "pvc-lookup")
+
+    def break_the_lookup(entry: Entry, outcome: ActionOutcome) -> None:
+        if entry.kind is Kind.DM:
+            os.rename(tree.p("/sys/dev/block"), tree.p("/sys/dev/block.gone"))
+            os.symlink("block", tree.p("/sys/dev/block"))  # a loop: ELOOP, not ENOENT
+
+    outcomes = execute(tree, plan, break_the_lookup)
+    assert outcomes[(Kind.DM, "pvc-lookup")].result.value == "removed"
+    node = outcomes[(Kind.NODE, "pvc-lookup")]
+    assert node.result.value == "skipped" and "cannot read the link" in node.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-lookup"))
+
+
 def test_a_volume_excluded_by_name_keeps_its_controller(tree: PinTree) -> None:
     """sweep.exclude names volumes as operators know them: the volume's NQN is kept too, also when
     its node stands straight on the namespace (no dm device whose holder would keep it)."""
