@@ -233,7 +233,9 @@ def test_an_empty_host_reads_as_empty_without_problems(tmp_path) -> None:
     no_proc = "/proc: no processes listed (not the host's /proc?)"
     assert inv.mounts == Unknown(f"mounts unknown: {no_proc}")
     assert inv.openers == Unknown(f"open block devices unknown: {no_proc}")
-    assert len(inv.problems) == 2
+    assert inv.frontend_records == Unknown("engine-frontend records unknown: /var/lib/longhorn does "
+                                           "not exist: set longhorn.data_path to Longhorn's data path")
+    assert len(inv.problems) == 3
 
 
 RECORDS = "/var/lib/longhorn/metadata/enginefrontends"
@@ -246,8 +248,25 @@ def test_engine_frontend_records_name_the_volumes_with_a_record(tree: HostTree) 
     tree.write(f"{RECORDS}/Not_A_Volume/enginefrontend.json", "{}")
     inv = inventory(tree)
     assert inv.frontend_records == frozenset({"pvc-1"}) and inv.problems == ()
+    tree.write("/data/longhorn/replicas/.keep", "")
     moved = read_inventory(HostRoot(tree.root), longhorn_data_path="/data/longhorn/")
     assert moved.frontend_records == frozenset()
+
+
+def test_a_record_that_is_a_dangling_link_still_names_its_volume(tree: HostTree) -> None:
+    """Something is there, even if it leads nowhere: the cautious reading keeps the volume's devices."""
+    os.makedirs(tree.p(f"{RECORDS}/pvc-1"))
+    os.symlink("/nowhere", tree.p(f"{RECORDS}/pvc-1/enginefrontend.json"))
+    assert inventory(tree).frontend_records == frozenset({"pvc-1"})
+
+
+def test_a_data_path_that_does_not_exist_leaves_the_records_unknown(tree: HostTree) -> None:
+    """longhorn.data_path is not where Longhorn keeps its data (a custom data path): the records
+    a v1.12+ instance-manager re-adopts devices by are not "none" but unknown."""
+    tree.write(f"{RECORDS}/pvc-1/enginefrontend.json", "{}")
+    inv = read_inventory(HostRoot(tree.root), longhorn_data_path="/mnt/longhorn")
+    assert inv.frontend_records == Unknown("engine-frontend records unknown: /mnt/longhorn does not "
+                                           "exist: set longhorn.data_path to Longhorn's data path")
 
 
 @pytest.mark.parametrize("unreadable", [RECORDS, f"{RECORDS}/pvc-2"])

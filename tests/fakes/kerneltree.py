@@ -31,7 +31,7 @@ class KernelTree:
         self._batch = 0
         for d in ("/sys/dev/block", "/sys/block", "/sys/class/block", "/sys/class/nvme",
                   "/sys/class/nvme-subsystem", f"{VIRTUAL}/block", CTL, SUBSYS, "/dev/longhorn",
-                  "/run", "/var", "/.fake"):
+                  "/run", "/var/lib/longhorn", "/.fake"):  # Longhorn's data path, as on its nodes
             os.makedirs(self.p(d), exist_ok=True)
         if not os.path.lexists(self.p("/var/run")):
             os.symlink("/run", self.p("/var/run"))  # absolute, as Debian makes it

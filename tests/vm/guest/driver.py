@@ -20,6 +20,7 @@ from lhvm.observe import cursor as journal_cursor  # driver.py runs from guest/,
 PAYLOAD = "/payload"
 OUT = f"{PAYLOAD}/out"
 GUEST_LIB = f"{PAYLOAD}/guest"
+LONGHORN_DATA_PATH = "/var/lib/longhorn"
 
 
 def emit(tag: str, value: Any) -> None:
@@ -115,6 +116,9 @@ def main() -> int:
     with open(f"{PAYLOAD}/plan.json") as handle:
         plan = json.load(handle)
     os.makedirs(OUT, exist_ok=True)
+    # Every Longhorn node has Longhorn's data path (engine binaries, replicas); without it
+    # lhsweep cannot tell whether engine-frontend records exist.
+    os.makedirs(LONGHORN_DATA_PATH, exist_ok=True)
     emit("LHVM-BOOTED", {"uptime_s": uptime(), "kernel": os.uname().release})
     blocked = ""
     if plan.get("deb"):
