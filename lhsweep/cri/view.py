@@ -107,17 +107,16 @@ def _close(answering: Sequence[tuple[CriClient, RuntimeVersion]]) -> None:
 def _cross_check(client: CriClient, host: HostRoot, pods: str, explicit: bool) -> str:
     """Check that the runtime knows one of kubelet's pod UIDs; returns what was checked.
 
-    A missing pods directory leaves nothing to check: acceptable only when a file names the
-    runtime (lhsweep's config or kubelet's setting), UNKNOWN when a well-known socket was guessed.
+    A missing or empty pods directory leaves nothing to check: acceptable only when a file names
+    the runtime (lhsweep's config or kubelet's setting), UNKNOWN when a well-known socket was guessed.
     """
     uids = pod_uids(host, pods)
-    if uids is None:
-        if not explicit:
-            raise RuntimeQueryError(f"{pods} does not exist: cannot check that {client.endpoint} "
-                                    f"is kubelet's runtime (set kubelet.root or cri.endpoints)")
-        return f"not cross-checked: {pods} does not exist"
     if not uids:
-        return f"{pods} is empty: kubelet runs no pod to cross-check"
+        found = "does not exist" if uids is None else "is empty"
+        if not explicit:
+            raise RuntimeQueryError(f"{pods} {found}: cannot check that {client.endpoint} "
+                                    f"is kubelet's runtime (set kubelet.root or cri.endpoints)")
+        return f"not cross-checked: {pods} {found}"
     known = {s.labels.get(POD_UID_LABEL) for s in client.list_pod_sandboxes({})}
     if uids.isdisjoint(known):
         raise RuntimeQueryError(f"{client.endpoint} knows none of the {len(uids)} pod UID(s) in "
