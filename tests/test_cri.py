@@ -217,6 +217,33 @@ def test_v1_and_other_pods_are_ignored(cri: FakeCri) -> None:
     assert view.instance_managers == ()
 
 
+@pytest.mark.parametrize("engine", [None, "", "all", "V2", "v3"])
+def test_instance_manager_without_a_known_data_engine_gives_unknown(cri: FakeCri,
+                                                                   engine: Optional[str]) -> None:
+    # Longhorn labels an instance-manager pod longhorn.io/data-engine=v1|v2 and leaves the label out
+    # for "all"; releases before 1.6 had none, or a backend-store-driver. Any of these may be V2's.
+    cri.add_pod(*im_pod())
+    sandbox, containers = im_pod()
+    if engine is None:
+        del sandbox["labels"]["longhorn.io/data-engine"]
+        sandbox["labels"]["longhorn.io/backend-store-driver"] = "v2"
+    else:
+        sandbox["labels"]["longhorn.io/data-engine"] = engine
+    cri.add_pod(sandbox, containers)
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    label = "no longhorn.io/data-engine label" if engine is None else f"longhorn.io/data-engine={engine!r}"
+    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} has {label}: cannot "
+                           f"tell whether it runs the V2 data engine")
+
+
+def test_v1_instance_manager_in_another_namespace_is_ignored(cri: FakeCri) -> None:
+    cri.add_pod(*im_pod(data_engine="v1", namespace="longhorn"))
+    view = query(cri)
+    assert (view.state, view.instance_managers) == (RuntimeState.KNOWN, ())
+
+
 @pytest.mark.parametrize("container_state", ["CONTAINER_RUNNING", None])
 def test_instance_manager_in_another_namespace_gives_unknown(
         cri: FakeCri, container_state: Optional[str]) -> None:

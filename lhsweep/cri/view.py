@@ -25,7 +25,10 @@ from lhsweep.host import HostRoot
 from lhsweep.model import ALIVE_CONTAINER_STATES, InstanceManager, RuntimeState, RuntimeView
 from lhsweep.render import one_line
 
-IM_SELECTOR = {"longhorn.io/component": "instance-manager", "longhorn.io/data-engine": "v2"}
+# Every instance-manager, whatever its data engine: a selector on the data-engine label would
+# leave out, unseen, one that lacks the label or spells it otherwise.
+IM_SELECTOR = {"longhorn.io/component": "instance-manager"}
+DATA_ENGINE_LABEL = "longhorn.io/data-engine"
 IM_CONTAINER = "instance-manager"
 NODE_LABEL = "longhorn.io/node"
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
@@ -127,8 +130,9 @@ def _cross_check(client: CriClient, host: HostRoot, pods: str, explicit: bool) -
 def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManager, ...]:
     """The V2 instance-manager pods in `namespace`, each with its instance-manager container.
 
-    Raises RuntimeQueryError for a record carrying the instance-manager labels that lacks a
-    field needed to judge it (an absent state cannot be told from the enum's zero value:
+    V1 instance-managers are skipped. Raises RuntimeQueryError for one whose data-engine label
+    is missing or neither v1 nor v2, for a record that lacks a field needed to judge it (an
+    absent state cannot be told from the enum's zero value:
     CONTAINER_CREATED, which counts as alive, or SANDBOX_READY, which does for a pod whose
     container is not listed; see InstanceManager.alive), and for one in another namespace:
     Longhorn installed elsewhere than `namespace` still owns this node's devices.
@@ -136,6 +140,8 @@ def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManage
     managers = []
     for sandbox in client.list_pod_sandboxes(IM_SELECTOR):
         _check_sandbox(sandbox)
+        if not _is_v2(sandbox):
+            continue
         if sandbox.namespace != namespace:
             raise RuntimeQueryError(f"instance-manager pod {sandbox.name} runs in namespace "
                                     f"{sandbox.namespace}, but longhorn.namespace is {namespace}: "
@@ -151,6 +157,16 @@ def _check_sandbox(sandbox: Sandbox) -> None:
                                         ("metadata.uid", sandbox.uid)) if not value]
     if missing:
         raise RuntimeQueryError(f"instance-manager sandbox {sandbox.id} has no {', '.join(missing)}")
+
+
+def _is_v2(sandbox: Sandbox) -> bool:
+    """True for a V2 instance-manager, False for a V1 one; raises for any other data-engine label."""
+    engine = sandbox.labels.get(DATA_ENGINE_LABEL)
+    if engine not in ("v1", "v2"):
+        label = f"no {DATA_ENGINE_LABEL} label" if engine is None else f"{DATA_ENGINE_LABEL}={engine!r}"
+        raise RuntimeQueryError(f"instance-manager pod {sandbox.name} has {label}: cannot tell "
+                                f"whether it runs the V2 data engine")
+    return engine == "v2"
 
 
 def _is_im_container(sandbox: Sandbox, container: Container) -> bool:
