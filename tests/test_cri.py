@@ -281,6 +281,32 @@ def test_container_is_found_by_kubelet_label_and_sidecars_ignored(cri: FakeCri) 
     assert im.container_id == main["id"]
 
 
+@pytest.mark.parametrize("sandbox_state", ["SANDBOX_READY", "SANDBOX_NOTREADY"])
+def test_alive_container_of_another_name_alone_gives_unknown(cri: FakeCri, sandbox_state: str) -> None:
+    # Not "no container listed" (dead once the sandbox is not ready): it may be the
+    # instance-manager under another name, still serving its volumes.
+    sandbox, _ = im_pod(sandbox_state=sandbox_state, container_state=None)
+    renamed = container_for(sandbox, "instance-manager-v2", "CONTAINER_RUNNING",
+                            sandbox["created_at"] + 10**9)
+    exited = container_for(sandbox, "helper", "CONTAINER_EXITED", sandbox["created_at"] + 5)
+    cri.add_pod(sandbox, [renamed, exited])
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} has no "
+                           f"instance-manager container but alive container(s) "
+                           f"'instance-manager-v2': cannot tell whether it is alive")
+
+
+def test_exited_container_of_another_name_leaves_the_sandbox_state_to_decide(cri: FakeCri) -> None:
+    sandbox, _ = im_pod(sandbox_state="SANDBOX_NOTREADY", container_state=None)
+    other = container_for(sandbox, "helper", "CONTAINER_EXITED", sandbox["created_at"] + 5)
+    cri.add_pod(sandbox, [other])
+    view = query(cri)
+    [im] = view.instance_managers
+    assert (view.state, im.container_id, im.alive) == (RuntimeState.KNOWN, None, False)
+
+
 def test_newest_alive_container_wins_over_newer_exited_one(cri: FakeCri) -> None:
     sandbox, [first] = im_pod(container_state="CONTAINER_EXITED")
     created = first["created_at"]

@@ -146,7 +146,7 @@ def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManage
             raise RuntimeQueryError(f"instance-manager pod {sandbox.name} runs in namespace "
                                     f"{sandbox.namespace}, but longhorn.namespace is {namespace}: "
                                     f"set longhorn.namespace")
-        containers = [c for c in client.list_containers(sandbox.id) if _is_im_container(sandbox, c)]
+        containers = _im_containers(sandbox, client.list_containers(sandbox.id))
         managers.append(_instance_manager(sandbox, _pick(containers)))
     return tuple(sorted(managers, key=lambda im: (im.namespace, im.pod_name, im.sandbox_id)))
 
@@ -169,6 +169,20 @@ def _is_v2(sandbox: Sandbox) -> bool:
     return engine == "v2"
 
 
+def _im_containers(sandbox: Sandbox, listed: Sequence[Container]) -> list[Container]:
+    """The sandbox's instance-manager containers; raises when there is none but another is alive.
+
+    An alive container of another name may be the instance-manager renamed: never read as dead.
+    """
+    mine = [c for c in listed if _is_im_container(sandbox, c)]
+    others = [repr(c.name or c.labels[CONTAINER_NAME_LABEL]) for c in listed if _alive(c)]
+    if not mine and others:
+        raise RuntimeQueryError(f"instance-manager pod {sandbox.name} has no {IM_CONTAINER} "
+                                f"container but alive container(s) {', '.join(others)}: cannot "
+                                f"tell whether it is alive")
+    return mine
+
+
 def _is_im_container(sandbox: Sandbox, container: Container) -> bool:
     """True for the instance-manager container; raises for a container without any name."""
     label = container.labels.get(CONTAINER_NAME_LABEL)
@@ -180,9 +194,13 @@ def _is_im_container(sandbox: Sandbox, container: Container) -> bool:
 
 def _pick(containers: Sequence[Container]) -> Optional[Container]:
     """The container that matters: the newest alive one, else the newest one."""
-    alive = [c for c in containers if _state_word(c.state) in ALIVE_CONTAINER_STATES]
+    alive = [c for c in containers if _alive(c)]
     candidates = alive or list(containers)
     return max(candidates, key=lambda c: (c.created_at_ns, c.attempt), default=None)
+
+
+def _alive(container: Container) -> bool:
+    return _state_word(container.state) in ALIVE_CONTAINER_STATES
 
 
 def _instance_manager(sandbox: Sandbox, container: Optional[Container]) -> InstanceManager:
