@@ -341,6 +341,17 @@ def test_sandbox_without_container_is_alive_while_ready(cri: FakeCri, sandbox_st
     assert (im.container_state, im.alive) == (None, alive)
 
 
+def test_two_alive_attempts_are_dated_by_the_older_and_named_by_the_newer(cri: FakeCri) -> None:
+    # Devices older than the instance-manager's container are leftovers: the older attempt,
+    # still alive, may have made some after it started and before the newer one did.
+    sandbox, [older] = im_pod(container_state="CONTAINER_UNKNOWN")
+    newer = container_for(sandbox, "instance-manager", "CONTAINER_RUNNING", older["created_at"] + 10, 1)
+    cri.add_pod(sandbox, [newer, older])
+    [im] = query(cri).live_instance_managers
+    assert im.created_at_ns == older["created_at"]
+    assert (im.container_id, im.container_state) == (newer["id"], "running")
+
+
 def test_any_alive_container_makes_it_alive(cri: FakeCri) -> None:
     sandbox, [older] = im_pod(sandbox_state="SANDBOX_NOTREADY", container_state="CONTAINER_UNKNOWN")
     newer = container_for(sandbox, "instance-manager", "CONTAINER_EXITED", older["created_at"] + 10, 1)

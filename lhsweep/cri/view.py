@@ -7,7 +7,6 @@ lacks a field needed to judge it make the whole view UNKNOWN, never "no instance
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 from lhsweep.config import Config
 from lhsweep.cri.client import (
@@ -147,7 +146,7 @@ def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManage
                                     f"{sandbox.namespace}, but longhorn.namespace is {namespace}: "
                                     f"set longhorn.namespace")
         containers = _im_containers(sandbox, client.list_containers(sandbox.id))
-        managers.append(_instance_manager(sandbox, _pick(containers)))
+        managers.append(_instance_manager(sandbox, containers))
     return tuple(sorted(managers, key=lambda im: (im.namespace, im.pod_name, im.sandbox_id)))
 
 
@@ -192,18 +191,24 @@ def _is_im_container(sandbox: Sandbox, container: Container) -> bool:
     return IM_CONTAINER in (container.name, label)
 
 
-def _pick(containers: Sequence[Container]) -> Optional[Container]:
-    """The container that matters: the newest alive one, else the newest one."""
-    alive = [c for c in containers if _alive(c)]
-    candidates = alive or list(containers)
-    return max(candidates, key=lambda c: (c.created_at_ns, c.attempt), default=None)
-
-
 def _alive(container: Container) -> bool:
     return _state_word(container.state) in ALIVE_CONTAINER_STATES
 
 
-def _instance_manager(sandbox: Sandbox, container: Optional[Container]) -> InstanceManager:
+def _created(container: Container) -> tuple[int, int]:
+    return container.created_at_ns, container.attempt
+
+
+def _instance_manager(sandbox: Sandbox, containers: Sequence[Container]) -> InstanceManager:
+    """One sandbox's record: its newest alive container (else its newest) names it and its state.
+
+    It is dated by its oldest alive container: devices older than that are the plan's leftovers,
+    and an older attempt still alive may have made the ones a newer attempt's time would call so.
+    The newest stays the one named, so that a new attempt shows as a change (sweep, CRI watcher).
+    """
+    alive = [c for c in containers if _alive(c)]
+    container = max(alive or containers, key=_created, default=None)
+    dated = min(alive, key=_created, default=container)
     return InstanceManager(
         pod_name=sandbox.name,
         pod_uid=sandbox.uid,
@@ -213,7 +218,7 @@ def _instance_manager(sandbox: Sandbox, container: Optional[Container]) -> Insta
         sandbox_state=_state_word(sandbox.state),
         container_id=container.id if container else None,
         container_state=_state_word(container.state) if container else None,
-        created_at_ns=container.created_at_ns if container else sandbox.created_at_ns,
+        created_at_ns=dated.created_at_ns if dated else sandbox.created_at_ns,
     )
 
 
