@@ -239,7 +239,9 @@ class InstanceManager:
     sandbox_state: str  # "ready" | "notready"
     container_id: Optional[str]
     container_state: Optional[str]  # "created" | "running" | "exited" | "unknown"
-    created_at_ns: int  # container creation time (sandbox's when there is no container)
+    # Creation time of its oldest alive container (the cautious age cut-off), else of the
+    # container named, else of the sandbox.
+    created_at_ns: int
 
     @property
     def alive(self) -> bool:

@@ -217,6 +217,33 @@ def test_v1_and_other_pods_are_ignored(cri: FakeCri) -> None:
     assert view.instance_managers == ()
 
 
+@pytest.mark.parametrize("engine", [None, "", "all", "V2", "v3"])
+def test_instance_manager_without_a_known_data_engine_gives_unknown(cri: FakeCri,
+                                                                   engine: Optional[str]) -> None:
+    # Longhorn labels an instance-manager pod longhorn.io/data-engine=v1|v2 and leaves the label out
+    # for "all"; releases before 1.6 had none, or a backend-store-driver. Any of these may be V2's.
+    cri.add_pod(*im_pod())
+    sandbox, containers = im_pod()
+    if engine is None:
+        del sandbox["labels"]["longhorn.io/data-engine"]
+        sandbox["labels"]["longhorn.io/backend-store-driver"] = "v2"
+    else:
+        sandbox["labels"]["longhorn.io/data-engine"] = engine
+    cri.add_pod(sandbox, containers)
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    label = "no longhorn.io/data-engine label" if engine is None else f"longhorn.io/data-engine={engine!r}"
+    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} has {label}: cannot "
+                           f"tell whether it runs the V2 data engine")
+
+
+def test_v1_instance_manager_in_another_namespace_is_ignored(cri: FakeCri) -> None:
+    cri.add_pod(*im_pod(data_engine="v1", namespace="longhorn"))
+    view = query(cri)
+    assert (view.state, view.instance_managers) == (RuntimeState.KNOWN, ())
+
+
 @pytest.mark.parametrize("container_state", ["CONTAINER_RUNNING", None])
 def test_instance_manager_in_another_namespace_gives_unknown(
         cri: FakeCri, container_state: Optional[str]) -> None:
@@ -254,6 +281,32 @@ def test_container_is_found_by_kubelet_label_and_sidecars_ignored(cri: FakeCri) 
     assert im.container_id == main["id"]
 
 
+@pytest.mark.parametrize("sandbox_state", ["SANDBOX_READY", "SANDBOX_NOTREADY"])
+def test_alive_container_of_another_name_alone_gives_unknown(cri: FakeCri, sandbox_state: str) -> None:
+    # Not "no container listed" (dead once the sandbox is not ready): it may be the
+    # instance-manager under another name, still serving its volumes.
+    sandbox, _ = im_pod(sandbox_state=sandbox_state, container_state=None)
+    renamed = container_for(sandbox, "instance-manager-v2", "CONTAINER_RUNNING",
+                            sandbox["created_at"] + 10**9)
+    exited = container_for(sandbox, "helper", "CONTAINER_EXITED", sandbox["created_at"] + 5)
+    cri.add_pod(sandbox, [renamed, exited])
+    view = query(cri)
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} has no "
+                           f"instance-manager container but alive container(s) "
+                           f"'instance-manager-v2': cannot tell whether it is alive")
+
+
+def test_exited_container_of_another_name_leaves_the_sandbox_state_to_decide(cri: FakeCri) -> None:
+    sandbox, _ = im_pod(sandbox_state="SANDBOX_NOTREADY", container_state=None)
+    other = container_for(sandbox, "helper", "CONTAINER_EXITED", sandbox["created_at"] + 5)
+    cri.add_pod(sandbox, [other])
+    view = query(cri)
+    [im] = view.instance_managers
+    assert (view.state, im.container_id, im.alive) == (RuntimeState.KNOWN, None, False)
+
+
 def test_newest_alive_container_wins_over_newer_exited_one(cri: FakeCri) -> None:
     sandbox, [first] = im_pod(container_state="CONTAINER_EXITED")
     created = first["created_at"]
@@ -286,6 +339,17 @@ def test_sandbox_without_container_is_alive_while_ready(cri: FakeCri, sandbox_st
     cri.add_pod(*im_pod(sandbox_state=sandbox_state, container_state=None))
     [im] = query(cri).instance_managers
     assert (im.container_state, im.alive) == (None, alive)
+
+
+def test_two_alive_attempts_are_dated_by_the_older_and_named_by_the_newer(cri: FakeCri) -> None:
+    # Devices older than the instance-manager's container are leftovers: the older attempt,
+    # still alive, may have made some after it started and before the newer one did.
+    sandbox, [older] = im_pod(container_state="CONTAINER_UNKNOWN")
+    newer = container_for(sandbox, "instance-manager", "CONTAINER_RUNNING", older["created_at"] + 10, 1)
+    cri.add_pod(sandbox, [newer, older])
+    [im] = query(cri).live_instance_managers
+    assert im.created_at_ns == older["created_at"]
+    assert (im.container_id, im.container_state) == (newer["id"], "running")
 
 
 def test_any_alive_container_makes_it_alive(cri: FakeCri) -> None:

@@ -326,13 +326,26 @@ def test_no_pods_directory_is_accepted_when_a_file_names_the_runtime(host: Host)
         assert "not cross-checked: /var/lib/kubelet/pods does not exist" in view.endpoint_reason
 
 
-def test_an_empty_pods_directory_has_nothing_to_cross_check(host: Host) -> None:
+def test_an_empty_pods_directory_is_unknown_when_the_socket_was_only_guessed(host: Host) -> None:
+    # A leftover, empty /var/lib/kubelet/pods beside a second runtime that is not kubelet's (kubelet
+    # runs with its own root and socket): nothing proves that runtime is kubelet's.
     with ExitStack() as stack:
         host.runtime(stack, CONTAINERD)
         host.pod_dirs()
         view = host.query()
+        assert view.state is RuntimeState.UNKNOWN
+        assert "/var/lib/kubelet/pods is empty: cannot check that" in view.reason
+        assert view.instance_managers == ()
+
+
+def test_an_empty_pods_directory_is_accepted_when_a_file_names_the_runtime(host: Host) -> None:
+    with ExitStack() as stack:
+        host.runtime(stack, CONTAINERD)
+        host.pod_dirs()
+        host.write("/var/lib/kubelet/config.yaml", f"containerRuntimeEndpoint: {CONTAINERD}\n")
+        view = host.query()
         assert view.state is RuntimeState.KNOWN, view.reason
-        assert "kubelet runs no pod to cross-check" in view.endpoint_reason
+        assert "not cross-checked: /var/lib/kubelet/pods is empty" in view.endpoint_reason
 
 
 def test_a_kubelet_file_not_understood_makes_the_runtime_unknown(host: Host) -> None:

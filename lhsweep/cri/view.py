@@ -7,7 +7,6 @@ lacks a field needed to judge it make the whole view UNKNOWN, never "no instance
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 from lhsweep.config import Config
 from lhsweep.cri.client import (
@@ -25,7 +24,10 @@ from lhsweep.host import HostRoot
 from lhsweep.model import ALIVE_CONTAINER_STATES, InstanceManager, RuntimeState, RuntimeView
 from lhsweep.render import one_line
 
-IM_SELECTOR = {"longhorn.io/component": "instance-manager", "longhorn.io/data-engine": "v2"}
+# Every instance-manager, whatever its data engine: a selector on the data-engine label would
+# leave out, unseen, one that lacks the label or spells it otherwise.
+IM_SELECTOR = {"longhorn.io/component": "instance-manager"}
+DATA_ENGINE_LABEL = "longhorn.io/data-engine"
 IM_CONTAINER = "instance-manager"
 NODE_LABEL = "longhorn.io/node"
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
@@ -107,17 +109,16 @@ def _close(answering: Sequence[tuple[CriClient, RuntimeVersion]]) -> None:
 def _cross_check(client: CriClient, host: HostRoot, pods: str, explicit: bool) -> str:
     """Check that the runtime knows one of kubelet's pod UIDs; returns what was checked.
 
-    A missing pods directory leaves nothing to check: acceptable only when a file names the
-    runtime (lhsweep's config or kubelet's setting), UNKNOWN when a well-known socket was guessed.
+    A missing or empty pods directory leaves nothing to check: acceptable only when a file names
+    the runtime (lhsweep's config or kubelet's setting), UNKNOWN when a well-known socket was guessed.
     """
     uids = pod_uids(host, pods)
-    if uids is None:
-        if not explicit:
-            raise RuntimeQueryError(f"{pods} does not exist: cannot check that {client.endpoint} "
-                                    f"is kubelet's runtime (set kubelet.root or cri.endpoints)")
-        return f"not cross-checked: {pods} does not exist"
     if not uids:
-        return f"{pods} is empty: kubelet runs no pod to cross-check"
+        found = "does not exist" if uids is None else "is empty"
+        if not explicit:
+            raise RuntimeQueryError(f"{pods} {found}: cannot check that {client.endpoint} "
+                                    f"is kubelet's runtime (set kubelet.root or cri.endpoints)")
+        return f"not cross-checked: {pods} {found}"
     known = {s.labels.get(POD_UID_LABEL) for s in client.list_pod_sandboxes({})}
     if uids.isdisjoint(known):
         raise RuntimeQueryError(f"{client.endpoint} knows none of the {len(uids)} pod UID(s) in "
@@ -128,8 +129,9 @@ def _cross_check(client: CriClient, host: HostRoot, pods: str, explicit: bool) -
 def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManager, ...]:
     """The V2 instance-manager pods in `namespace`, each with its instance-manager container.
 
-    Raises RuntimeQueryError for a record carrying the instance-manager labels that lacks a
-    field needed to judge it (an absent state cannot be told from the enum's zero value:
+    V1 instance-managers are skipped. Raises RuntimeQueryError for one whose data-engine label
+    is missing or neither v1 nor v2, for a record that lacks a field needed to judge it (an
+    absent state cannot be told from the enum's zero value:
     CONTAINER_CREATED, which counts as alive, or SANDBOX_READY, which does for a pod whose
     container is not listed; see InstanceManager.alive), and for one in another namespace:
     Longhorn installed elsewhere than `namespace` still owns this node's devices.
@@ -137,12 +139,14 @@ def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManage
     managers = []
     for sandbox in client.list_pod_sandboxes(IM_SELECTOR):
         _check_sandbox(sandbox)
+        if not _is_v2(sandbox):
+            continue
         if sandbox.namespace != namespace:
             raise RuntimeQueryError(f"instance-manager pod {sandbox.name} runs in namespace "
                                     f"{sandbox.namespace}, but longhorn.namespace is {namespace}: "
                                     f"set longhorn.namespace")
-        containers = [c for c in client.list_containers(sandbox.id) if _is_im_container(sandbox, c)]
-        managers.append(_instance_manager(sandbox, _pick(containers)))
+        containers = _im_containers(sandbox, client.list_containers(sandbox.id))
+        managers.append(_instance_manager(sandbox, containers))
     return tuple(sorted(managers, key=lambda im: (im.namespace, im.pod_name, im.sandbox_id)))
 
 
@@ -154,6 +158,30 @@ def _check_sandbox(sandbox: Sandbox) -> None:
         raise RuntimeQueryError(f"instance-manager sandbox {sandbox.id} has no {', '.join(missing)}")
 
 
+def _is_v2(sandbox: Sandbox) -> bool:
+    """True for a V2 instance-manager, False for a V1 one; raises for any other data-engine label."""
+    engine = sandbox.labels.get(DATA_ENGINE_LABEL)
+    if engine not in ("v1", "v2"):
+        label = f"no {DATA_ENGINE_LABEL} label" if engine is None else f"{DATA_ENGINE_LABEL}={engine!r}"
+        raise RuntimeQueryError(f"instance-manager pod {sandbox.name} has {label}: cannot tell "
+                                f"whether it runs the V2 data engine")
+    return engine == "v2"
+
+
+def _im_containers(sandbox: Sandbox, listed: Sequence[Container]) -> list[Container]:
+    """The sandbox's instance-manager containers; raises when there is none but another is alive.
+
+    An alive container of another name may be the instance-manager renamed: never read as dead.
+    """
+    mine = [c for c in listed if _is_im_container(sandbox, c)]
+    others = [repr(c.name or c.labels[CONTAINER_NAME_LABEL]) for c in listed if _alive(c)]
+    if not mine and others:
+        raise RuntimeQueryError(f"instance-manager pod {sandbox.name} has no {IM_CONTAINER} "
+                                f"container but alive container(s) {', '.join(others)}: cannot "
+                                f"tell whether it is alive")
+    return mine
+
+
 def _is_im_container(sandbox: Sandbox, container: Container) -> bool:
     """True for the instance-manager container; raises for a container without any name."""
     label = container.labels.get(CONTAINER_NAME_LABEL)
@@ -163,14 +191,24 @@ def _is_im_container(sandbox: Sandbox, container: Container) -> bool:
     return IM_CONTAINER in (container.name, label)
 
 
-def _pick(containers: Sequence[Container]) -> Optional[Container]:
-    """The container that matters: the newest alive one, else the newest one."""
-    alive = [c for c in containers if _state_word(c.state) in ALIVE_CONTAINER_STATES]
-    candidates = alive or list(containers)
-    return max(candidates, key=lambda c: (c.created_at_ns, c.attempt), default=None)
+def _alive(container: Container) -> bool:
+    return _state_word(container.state) in ALIVE_CONTAINER_STATES
 
 
-def _instance_manager(sandbox: Sandbox, container: Optional[Container]) -> InstanceManager:
+def _created(container: Container) -> tuple[int, int]:
+    return container.created_at_ns, container.attempt
+
+
+def _instance_manager(sandbox: Sandbox, containers: Sequence[Container]) -> InstanceManager:
+    """One sandbox's record: its newest alive container (else its newest) names it and its state.
+
+    It is dated by its oldest alive container: devices older than that are the plan's leftovers,
+    and an older attempt still alive may have made the ones a newer attempt's time would call so.
+    The newest stays the one named, so that a new attempt shows as a change (sweep, CRI watcher).
+    """
+    alive = [c for c in containers if _alive(c)]
+    container = max(alive or containers, key=_created, default=None)
+    dated = min(alive, key=_created, default=container)
     return InstanceManager(
         pod_name=sandbox.name,
         pod_uid=sandbox.uid,
@@ -180,7 +218,7 @@ def _instance_manager(sandbox: Sandbox, container: Optional[Container]) -> Insta
         sandbox_state=_state_word(sandbox.state),
         container_id=container.id if container else None,
         container_state=_state_word(container.state) if container else None,
-        created_at_ns=container.created_at_ns if container else sandbox.created_at_ns,
+        created_at_ns=dated.created_at_ns if dated else sandbox.created_at_ns,
     )
 
 
