@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import sys
 from typing import Optional
 
 from lhsweep.errors import HostReadError
@@ -21,6 +22,7 @@ _SYS_OPENAT2 = 437  # the same number on every architecture (added after the sys
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
 _O_PATH = getattr(os, "O_PATH", 0o10000000)
+_OPENAT2_TRIES = 8  # EAGAIN retried this often, then raised
 
 
 class _OpenHow(ctypes.Structure):
@@ -31,20 +33,35 @@ _HOW_SIZE = ctypes.sizeof(_OpenHow)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-_HOWS: dict[tuple[int, int], _OpenHow] = {}  # one struct per (flags, mode): built once, not per call
+# One struct per (flags, mode), passed by a reference built with it: not per call (~50,000 a scan).
+_HOWS: dict[tuple[int, int], object] = {}
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
+def _how(flags: int, mode: int) -> object:
+    """A reference to the open_how struct of (flags, mode): close-on-exec, resolved inside the root."""
+    key = (flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0)
+    how = _OpenHow(key[0], key[1], _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    _HOWS[(flags, mode)] = ref = ctypes.byref(how)
+    return ref
 
 
 def _openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
-    """openat2(dir_fd, path) resolved inside dir_fd; raises OSError like os.open."""
-    key = (flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0)
-    how = _HOWS.get(key)
-    if how is None:
-        how = _HOWS[key] = _OpenHow(key[0], key[1], _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(_SYS_OPENAT2, dir_fd, os.fsencode(path), ctypes.byref(how), _HOW_SIZE)
-    if fd < 0:
+    """openat2(dir_fd, path) resolved inside dir_fd; raises OSError like os.open.
+
+    EAGAIN is the kernel's "try again": a rename or mount anywhere on the host raced a ".."
+    step (sysfs links are full of them), so the walk could not be proven to stay inside.
+    """
+    how = _HOWS.get((flags, mode)) or _how(flags, mode)
+    encoded = path.encode(_FS_ENCODING, _FS_ERRORS)
+    for _ in range(_OPENAT2_TRIES):
+        fd = _libc.syscall(_SYS_OPENAT2, dir_fd, encoded, how, _HOW_SIZE)
+        if fd >= 0:
+            return int(fd)
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return int(fd)
+        if err != errno.EAGAIN:
+            break
+    raise OSError(err, os.strerror(err), path)
 
 
 def _readlink_at(dir_fd: int, name: str) -> Optional[str]:

@@ -297,9 +297,12 @@ class Verdict(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class Identity:
-    """What must still be true of an object right before it is removed (rule recheck-before-action)."""
+class Identity(NamedTuple):
+    """What must still be true of an object right before it is removed (rule recheck-before-action).
+
+    A named tuple rather than a dataclass: the plan makes one for every entry (a frozen
+    dataclass's __init__ sets each field through object.__setattr__).
+    """
 
     name: str
     dev: Optional[DevNum] = None
@@ -325,9 +328,8 @@ def device_at(kernel_name: Optional[str], dm_name: Optional[str]) -> str:
     return kernel_name if dm_name is None else f"{kernel_name} (dm {dm_name})"
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One host object with the plan's verdict and the reason for it."""
+class Entry(NamedTuple):
+    """One host object with the plan's verdict and the reason for it (a named tuple, like Identity)."""
 
     kind: Kind
     name: str

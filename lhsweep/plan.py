@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
@@ -155,7 +154,9 @@ def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: f
             stale_nodes_by_dev.setdefault(node.identity.dev, []).append(node.name)
     nvme = [_plan_subsystem(ctx, s, dm, stale_nodes_by_dev) for s in inventory.subsystems if s.controllers]
     drafts = [*dm.values(), *nodes.values(), *nvme]
-    entries = tuple(d.freeze() for d in sorted(drafts, key=lambda d: (d.kind.value, d.name)))
+    # Kind is a str enum: a member sorts as its value ("dm" < "node" < "nvme"), without the
+    # enum's .value lookup per draft.
+    entries = tuple(d.freeze() for d in sorted(drafts, key=lambda d: (d.kind, d.name)))
     return Plan(entries)
 
 
@@ -474,11 +475,17 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
         draft.reason = f"excluded by sweep.exclude pattern {pattern!r}"
     else:
         what = f"controllers {', '.join(c.name for c in subsystem.controllers)}"
-        # Its namespaces' users are asked only when runtime and age leave the verdict open.
-        users = functools.cache(lambda: _namespace_users(ctx, subsystem, dm, stale_nodes_by_dev))
-        _decide(ctx, draft, None, what, lambda: users()[0], backing_present=True)
+        # Its namespaces' users are asked only when runtime and age leave the verdict open (and
+        # so always before a stale verdict).
+        users: list[tuple[DeviceUse, list[tuple[Kind, str]]]] = []
+
+        def use() -> DeviceUse:
+            users.append(_namespace_users(ctx, subsystem, dm, stale_nodes_by_dev))
+            return users[0][0]
+
+        _decide(ctx, draft, None, what, use, backing_present=True)
         if draft.verdict is Verdict.STALE:
-            draft.after.extend(users()[1])
+            draft.after.extend(users[0][1])
     return draft
 
 

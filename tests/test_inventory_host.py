@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+from types import SimpleNamespace
 
 import pytest
 
+from lhsweep import host as host_module
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
 
@@ -108,6 +111,27 @@ def test_absolute_links_and_dotdot_stay_inside_the_root(tmp_path) -> None:
     assert host.path("/var/run/longhorn/x.lock") == f"{tmp_path}/run/longhorn/x.lock"
     assert host.read_text("/escape/hostname") is None  # <root>/etc/hostname: absent
     assert host.read_text("/../../etc/hostname") is None
+
+
+def test_openat2_tries_again_on_eagain_then_raises(tmp_path, monkeypatch) -> None:
+    """A rename racing a ".." step makes openat2 fail EAGAIN: asked again, a bounded number of times."""
+    (tmp_path / "f").write_text("x")
+    real = host_module._libc.syscall
+    failures = {"left": host_module._OPENAT2_TRIES - 1}
+
+    def syscall(*args: object) -> int:
+        if failures["left"]:
+            failures["left"] -= 1
+            ctypes.set_errno(errno.EAGAIN)
+            return -1
+        return int(real(*args))
+
+    monkeypatch.setattr(host_module, "_libc", SimpleNamespace(syscall=syscall))
+    host = HostRoot(str(tmp_path))
+    assert host.read_text("/f") == "x"
+    failures["left"] = host_module._OPENAT2_TRIES
+    with pytest.raises(HostReadError, match="temporarily unavailable"):
+        host.read_text("/f")
 
 
 def test_makedirs_and_created_files_stay_inside_the_root(tmp_path) -> None:
