@@ -37,6 +37,13 @@ def query(cri: FakeCri, timeout: float = TIMEOUT) -> RuntimeView:
     return query_runtime(config_for(cri.endpoint, timeout=timeout), NO_KUBELET)
 
 
+def unknown_reason(view: RuntimeView) -> str:
+    """The reason of a view that must be unknown, with no instance-manager in it."""
+    assert view.state is RuntimeState.UNKNOWN
+    assert view.instance_managers == ()
+    return view.reason
+
+
 def client_error(cri: FakeCri, call: str = "ListPodSandbox",
                  timeout: float = TIMEOUT) -> CriCallError:
     with CriClient(cri.endpoint, timeout) as client, pytest.raises(CriCallError) as caught:
@@ -230,11 +237,9 @@ def test_instance_manager_without_a_known_data_engine_gives_unknown(cri: FakeCri
     else:
         sandbox["labels"]["longhorn.io/data-engine"] = engine
     cri.add_pod(sandbox, containers)
-    view = query(cri)
-    assert view.state is RuntimeState.UNKNOWN
-    assert view.instance_managers == ()
+    reason = unknown_reason(query(cri))
     label = "no longhorn.io/data-engine label" if engine is None else f"longhorn.io/data-engine={engine!r}"
-    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} has {label}: cannot "
+    assert reason == (f"instance-manager pod {sandbox['metadata']['name']} has {label}: cannot "
                            f"tell whether it runs the V2 data engine")
 
 
@@ -252,11 +257,9 @@ def test_instance_manager_in_another_namespace_gives_unknown(
     cri.add_pod(*im_pod())
     sandbox, containers = im_pod(namespace="longhorn", container_state=container_state)
     cri.add_pod(sandbox, containers)
-    view = query(cri)
-    assert view.state is RuntimeState.UNKNOWN
-    assert view.instance_managers == ()
-    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} runs in namespace "
-                           f"longhorn, but longhorn.namespace is longhorn-system: "
+    reason = unknown_reason(query(cri))
+    assert reason == (f"instance-manager pod {sandbox['metadata']['name']} runs in namespace "
+                      f"longhorn, but longhorn.namespace is longhorn-system: "
                            f"set longhorn.namespace")
 
 
@@ -290,12 +293,9 @@ def test_alive_container_of_another_name_alone_gives_unknown(cri: FakeCri, sandb
                             sandbox["created_at"] + 10**9)
     exited = container_for(sandbox, "helper", "CONTAINER_EXITED", sandbox["created_at"] + 5)
     cri.add_pod(sandbox, [renamed, exited])
-    view = query(cri)
-    assert view.state is RuntimeState.UNKNOWN
-    assert view.instance_managers == ()
-    assert view.reason == (f"instance-manager pod {sandbox['metadata']['name']} has no "
-                           f"instance-manager container but alive container(s) "
-                           f"'instance-manager-v2': cannot tell whether it is alive")
+    assert unknown_reason(query(cri)) == (f"instance-manager pod {sandbox['metadata']['name']} has no "
+                                          f"instance-manager container but alive container(s) "
+                                          f"'instance-manager-v2': cannot tell whether it is alive")
 
 
 def test_exited_container_of_another_name_leaves_the_sandbox_state_to_decide(cri: FakeCri) -> None:
@@ -381,9 +381,7 @@ def test_failures_after_version_give_unknown(
     cri.add_pod(*im_pod())
     cri.set_behaviour(call, **behaviour)
     view = query(cri, timeout=SHORT if "delay" in behaviour else TIMEOUT)
-    assert view.state is RuntimeState.UNKNOWN
-    assert view.instance_managers == ()
-    assert f"{call}: {expected}" in view.reason
+    assert f"{call}: {expected}" in unknown_reason(view)
     assert view.endpoint == cri.endpoint
 
 
@@ -415,10 +413,7 @@ def test_instance_manager_sandbox_without_metadata_field_gives_unknown(
         sandbox["metadata"][field] = value
     cri.add_pod(sandbox, containers)
     cri.add_pod(*im_pod())
-    view = query(cri)
-    assert view.state is RuntimeState.UNKNOWN
-    assert view.instance_managers == ()
-    assert f"instance-manager sandbox {sandbox['id']} has no metadata.{field}" in view.reason
+    assert f"instance-manager sandbox {sandbox['id']} has no metadata.{field}" in unknown_reason(query(cri))
 
 
 def test_nameless_container_in_an_instance_manager_sandbox_gives_unknown(cri: FakeCri) -> None:
