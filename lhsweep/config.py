@@ -233,14 +233,26 @@ KEYS = (
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 
 
+# A multi-line string opened after "=" whose line holds its quote but not its closing delimiter
+# (`a = """x"]`): the toml library drops the key without a word; tomllib reads on past the line,
+# into a value no key of lhsweep's takes (a line break), or to an unterminated string.
+_UNCLOSED = re.compile(r'^[^#\n]*=[ \t]*(?P<quotes>"""|\'\'\')(?P<rest>[^\n]*)$', re.M)
+
+
 def toml_library_loads(text: str) -> dict[str, Any]:
-    """Read TOML with the toml library (Python < 3.11), refusing the control characters it allows."""
+    """Read TOML with the toml library (Python < 3.11), refusing what it reads but tomllib does
+    not: control characters (in comments too), and a multi-line string it would drop."""
     import toml  # noqa: PLC0415 - installed only where the interpreter lacks tomllib
 
     bad = _CONTROL.search(text)
     if bad:
         line = text.count("\n", 0, bad.start()) + 1
         raise ValueError(f"invalid character {bad.group()!r} (at line {line})")
+    for match in _UNCLOSED.finditer(text):
+        quotes, rest = match.group("quotes"), match.group("rest")
+        if quotes[0] in rest and quotes not in rest and not rest.endswith("\\"):
+            line = text.count("\n", 0, match.start()) + 1
+            raise ValueError(f"a multi-line string not closed on its line (at line {line})")
     return toml.loads(text)
 
 
