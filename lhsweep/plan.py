@@ -480,7 +480,8 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
         users: list[tuple[DeviceUse, list[tuple[Kind, str]]]] = []
 
         def use() -> DeviceUse:
-            users.append(_namespace_users(ctx, subsystem, dm, stale_nodes_by_dev))
+            if not users:  # read once, however often the verdict asks
+                users.append(_namespace_users(ctx, subsystem, dm, stale_nodes_by_dev))
             return users[0][0]
 
         _decide(ctx, draft, None, what, use, backing_present=True)
