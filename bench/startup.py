@@ -40,6 +40,18 @@ def import_seconds(stderr: str) -> tuple[float, list[tuple[float, str]]]:
     return sum(s for s, _ in top), sorted(top, reverse=True)
 
 
+def import_self_seconds(stderr: str) -> dict[str, float]:
+    """Self time of `-X importtime` lines summed by top-level package (lhsweep, grpc, google, ...)."""
+    found: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith(IMPORT_PREFIX) or "cumulative" in line:
+            continue
+        self_us, _cumulative_us, name = line[len(IMPORT_PREFIX):].split("|", 2)
+        package = name.strip().split(".")[0]
+        found[package] = found.get(package, 0.0) + int(self_us) / 1e6
+    return found
+
+
 def bare_interpreter_s(runs: int) -> float:
     """Median time of `python -c pass` (the interpreter's own start-up, for scale)."""
     times = []

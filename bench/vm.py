@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import Section, load_now, ms
+from bench.startup import import_seconds, import_self_seconds
 from tests.vm.harness import REPO, GuestError, Scenario, find_deb, run_guest
 
 GUEST = Path(__file__).resolve().parent / "guest"
@@ -59,7 +60,8 @@ def run(work: Path) -> list[Section]:
     scan = guest.results.get("bench_scan")
     reaction = guest.results.get("bench_reaction")
     boot = f"guest boot {guest.boot_s:.0f} s under TCG software emulation, host load {load}"
-    return [_scan_section(scan.facts if scan else {}, _why(scan), boot),
+    return [_scan_section(scan.facts if scan else {}, _why(scan), boot,
+                          scan.directory if scan else OUT_DIR),
             _removal_section(scan.facts if scan else {}, _why(scan), boot,
                              scan.directory if scan else OUT_DIR),
             _reaction_section(reaction.facts if reaction else {}, _why(reaction), boot)]
@@ -83,7 +85,7 @@ def _unmeasured(title: str, why: str) -> Section:
     return Section(title, ["measure", "value"], [["unmeasured", why.replace("|", "/")]])
 
 
-def _scan_section(facts: dict[str, Any], why: str, boot: str) -> Section:
+def _scan_section(facts: dict[str, Any], why: str, boot: str, directory: Path) -> Section:
     section = Section(SCAN_TITLE, ["measure", "value", "target"])
     if "lhsweep_scan_s" not in facts:
         return _unmeasured(SCAN_TITLE, why)
@@ -106,6 +108,8 @@ def _scan_section(facts: dict[str, Any], why: str, boot: str) -> Section:
             ["runbook / that floor: the most a Python scan could reach here", f"{runbook / floor:.1f}x", ""],
             ["lhsweep's own start above that floor (imports, CRI query, report)", ms(scan - floor), ""],
         ]
+    if facts.get("scan_importtime"):
+        section.rows += _import_rows(facts["scan_importtime"])
     section.notes += [
         f"Runs: runbook {_list(facts['runbook_runs'])}; lhsweep {_list(facts['lhsweep_scan_runs'])}. "
         f"Verdicts of the scan: {facts['scan_verdicts']}.",
@@ -114,7 +118,21 @@ def _scan_section(facts: dict[str, Any], why: str, boot: str) -> Section:
         "linear over its own namespace head, with its /dev/longhorn node, plus an LVM volume.",
         boot + ".",
     ]
+    if (directory / "scan.prof").exists():
+        section.notes.append("One more `lhsweep scan` under cProfile in the guest, heaviest "
+                             f"(cumulative): {top_functions(directory / 'scan.prof')}")
     return section
+
+
+def _import_rows(trace: str) -> list[list[str]]:
+    """One traced scan's imports: the total, and its self time by package."""
+    total, top = import_seconds(trace)
+    by_package = sorted(import_self_seconds(trace).items(), key=lambda kv: kv[1], reverse=True)
+    return [
+        ["imports of one scan under `-X importtime` (an upper bound: tracing slows them)", ms(total), ""],
+        ["  their self time by package", ", ".join(f"{p} {ms(t)}" for p, t in by_package[:6]), ""],
+        ["  heaviest top-level imports (cumulative)", ", ".join(f"{n} {ms(t)}" for t, n in top[:4]), ""],
+    ]
 
 
 def top_functions(path: Path, count: int = 8) -> str:
@@ -227,6 +245,7 @@ def _reaction_section(facts: dict[str, Any], why: str, boot: str) -> Section:
             ["of which the removals (first start to last end), median",
              ms(statistics.median(r["last_removal_end_s"] - r["first_removal_start_s"] for r in split)), ""],
         ]
+        section.rows += _detection_rows(split)
         kinds = sorted({k for r in split for k in r["removal_s"]})
         section.notes.append("Removal time summed by kind, per round: " + "; ".join(
             ", ".join(f"{k} {ms(r['removal_s'].get(k, 0.0))}" for k in kinds) for r in split) + ".")
@@ -239,6 +258,28 @@ def _reaction_section(facts: dict[str, Any], why: str, boot: str) -> Section:
         boot + "; every process in the guest runs several times slower than on the host.",
     ]
     return section
+
+
+def _detection_rows(rounds: list[dict[str, Any]]) -> list[list[str]]:
+    """The wait before the first removal split at the start of the sweep that made it: detection
+    (CRI poll, debounce, earlier sweeps) before, the sweep's own CRI query, inventory and plan after."""
+    starts = []
+    for r in rounds:
+        before = [s for s in r.get("sweeps", []) if s["start_s"] <= r["first_removal_start_s"]]
+        if before:
+            starts.append((max(s["start_s"] for s in before), r["first_removal_start_s"],
+                           len(before), before[-1]["triggers"]))
+    if not starts:
+        return []
+    return [
+        ["of which SIGKILL to the start of the sweep that removed (CRI poll, debounce), median",
+         ms(statistics.median(s for s, _, _, _ in starts)), ""],
+        ["of which that sweep's start to its first removal (CRI query, inventory, plan), median",
+         ms(statistics.median(f - s for s, f, _, _ in starts)), ""],
+        ["sweeps summarised after SIGKILL up to that one (quiet ones log at debug, not kept), "
+         "its triggers, per round",
+         "; ".join(f"{n}, {t or '-'}" for _, _, n, t in starts), ""],
+    ]
 
 
 def _list(values: list[float]) -> str:

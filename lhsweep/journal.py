@@ -135,13 +135,17 @@ class DecisionLog:
         self._seen = {(e.kind, e.name): e.verdict for e in report.plan.entries}
         self._told_once &= {(e.kind, e.name, e.reason) for e in report.plan.entries}
 
-    def log_summary(self, report: SweepReport, sweep_number: int, summary: str) -> None:
-        """The sweep's summary line: info when it did or found anything, else debug."""
+    def log_summary(self, report: SweepReport, sweep_number: int, summary: str,
+                    triggers: tuple[str, ...] = ()) -> None:
+        """The sweep's summary line (with its duration and triggers): info when it did or found
+        anything, else debug."""
         loud = any(o.result is not ActionResult.SKIPPED for o in report.outcomes) or any(
             e.verdict in (Verdict.UNKNOWN, Verdict.STALE) or is_busy_leftover(e)
             for e in report.plan.entries)
         self.journal.emit(INFO if loud or sweep_number == 1 else DEBUG, summary,
-                          Event.SWEEP_SUMMARY, LHSWEEP_SWEEP=str(sweep_number))
+                          Event.SWEEP_SUMMARY, LHSWEEP_SWEEP=str(sweep_number),
+                          LHSWEEP_DURATION=f"{report.duration_s:.3f}",
+                          LHSWEEP_TRIGGERS=" ".join(triggers))
 
     def _log_entry(self, entry: Entry, report: SweepReport) -> None:
         changed = self._seen.get((entry.kind, entry.name)) is not entry.verdict

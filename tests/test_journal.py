@@ -6,6 +6,7 @@ import io
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,15 @@ def test_send_gets_message_id_priority_and_lhsweep_fields() -> None:
                    "LHSWEEP_DURATION": "0.250", "LHSWEEP_VERDICT_REASON": STALE_REASON}
     (summary,) = sent.by_id(Event.SWEEP_SUMMARY)
     assert summary["MESSAGE"] == "summary" and summary["PRIORITY"] == str(INFO)
+
+
+def test_summary_carries_the_sweeps_duration_and_triggers() -> None:
+    sent = Recorder()
+    timed = replace(report(entry("pvc-1", Verdict.STALE)), duration_s=1.5)
+    DecisionLog(Journal(sent)).log_summary(timed, 4, "summary", ("pod-dir", "uevent"))
+    (summary,) = sent.by_id(Event.SWEEP_SUMMARY)
+    assert (summary["LHSWEEP_SWEEP"], summary["LHSWEEP_DURATION"], summary["LHSWEEP_TRIGGERS"]) == (
+        "4", "1.500", "pod-dir uevent")
 
 
 def test_busy_failed_stuck_and_unknown_runtime_are_loud_every_sweep() -> None:

@@ -50,7 +50,20 @@ def one_round(round_no: int) -> dict[str, Any]:
     wait_for("the leftovers to go", lambda: not leftovers(names, nqns), timeout=120, every=POLL_S)
     gone = time.monotonic() - started
     runtime.delete_instance_manager(manager)
-    return {"seconds": gone, "volumes": VOLUMES, **removal_times(killed, names)}
+    return {"seconds": gone, "volumes": VOLUMES, **removal_times(killed, names),
+            "sweeps": sweeps_after(killed)}
+
+
+def sweeps_after(killed: int) -> list[dict[str, Any]]:
+    """The service's sweeps that ended after the kill: start (seconds after it), duration, triggers,
+    from the summaries (stamped as each sweep ends, with its duration)."""
+    found = []
+    for entry in service.entries(killed, Event.SWEEP_SUMMARY):
+        took = float(entry.get("LHSWEEP_DURATION", "nan"))
+        end = (int(entry["__MONOTONIC_TIMESTAMP"]) - killed) / 1e6
+        found.append({"start_s": end - took, "duration_s": took,
+                      "triggers": entry.get("LHSWEEP_TRIGGERS", ""), "summary": entry["MESSAGE"]})
+    return found
 
 
 def removal_times(killed: int, names: list[str]) -> dict[str, Any]:

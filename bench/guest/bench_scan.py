@@ -126,6 +126,13 @@ def lhsweep(*args: str, profile: str = "") -> dict[str, Any]:
     return report
 
 
+def import_trace(*args: str) -> str:
+    """The `-X importtime` lines of one `lhsweep <args> --json` as installed (its stderr)."""
+    done = subprocess.run(["python3", "-X", "importtime", "/usr/bin/lhsweep", *args, "--json"],
+                          capture_output=True, text=True, timeout=900, check=False)
+    return done.stderr
+
+
 def kernel_removals(names: list[str]) -> float:
     """Seconds for DM_DEV_REMOVE of each of `names` in this process: no re-check, lock, node or helper.
 
@@ -186,6 +193,9 @@ def main() -> None:
     facts["lhsweep_scan_s"], facts["lhsweep_scan_runs"] = median_time(RUNS, lambda: lhsweep("scan"))
     report = lhsweep("scan")
     facts["scan_verdicts"] = _verdicts(report)
+    # Where the cold start goes: one scan under -X importtime, one under cProfile.
+    facts["scan_importtime"] = import_trace("scan")
+    lhsweep("scan", profile=os.path.join(facts.directory, "scan.prof"))
     facts["lhsweep_scan_in_process_s"] = report["duration_s"]
     plain = names[0::2]
     facts["plain_count"] = len(plain)

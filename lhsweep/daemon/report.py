@@ -54,7 +54,7 @@ class Reporter:
         if report.runtime.state is RuntimeState.UNKNOWN and retry_in is not None and not stopping:
             status += f"; retrying in {retry_in:.0f}s, nothing removed meanwhile"
         self.status = status
-        self.decisions.log_summary(report, self.sweep_number, status)
+        self.decisions.log_summary(report, self.sweep_number, status, result.triggers)
         self._last_failure = ""
         self.metrics.observe(report, len(stuck), time.time())
         self._write_metrics(config)
