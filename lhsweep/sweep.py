@@ -21,6 +21,7 @@ from lhsweep.inventory import DmControl, read_inventory
 from lhsweep.model import (
     ActionOutcome,
     ActionResult,
+    Kind,
     RuntimeState,
     RuntimeView,
     SweepReport,
@@ -99,17 +100,22 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
         removals = report.plan.removals
         if not removals:
             return report
-        changed = "" if dry_run else _runtime_changed(report.runtime, query(config, host))
-        if changed:
-            outcomes = tuple(
-                ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume) for e in removals
-            )
-            for entry, outcome in zip(removals, outcomes):
-                told.acted(entry, outcome)
-        else:
-            actor = Actor(host, runner, dm_control, should_stop, told.acted,
-                          use_tools=config.sweep_removal == "tools")
-            outcomes = actor.execute(report.plan, dry_run)
+        if not dry_run and config.sweep_removal != "tools" and \
+                any(e.kind is not Kind.NODE for e in removals):
+            runner.start_helper()  # its start overlaps the runtime's second answer
+        try:
+            changed = "" if dry_run else _runtime_changed(report.runtime, query(config, host))
+            if changed:
+                outcomes = tuple(ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume)
+                                 for e in removals)
+                for entry, outcome in zip(removals, outcomes):
+                    told.acted(entry, outcome)
+            else:
+                actor = Actor(host, runner, dm_control, should_stop, told.acted,
+                              use_tools=config.sweep_removal == "tools")
+                outcomes = actor.execute(report.plan, dry_run)
+        finally:
+            runner.close_helper()
         return replace(report, outcomes=outcomes, duration_s=time.time() - report.started_at)
 
 

@@ -3,6 +3,7 @@ reported and abandoned, never awaited (rule never-block-main-loop)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -140,6 +141,17 @@ class ToolRunner:
             helper.wait(timeout=KILL_GRACE_S)
         except subprocess.TimeoutExpired:
             self._kill_helper(helper, ("opshelper",), time.monotonic())
+
+    def start_helper(self) -> None:
+        """Start the helper now, without waiting for it, so that its interpreter's start overlaps
+        other work; the first call_helper() then finds it running."""
+        with contextlib.suppress(OSError):  # call_helper() tries again and reports the error
+            self._ensure_helper()
+
+    @property
+    def helper_running(self) -> bool:
+        """True while a helper process is started and not yet ended or closed."""
+        return self._helper is not None and self._helper.poll() is None
 
     def _ensure_helper(self) -> subprocess.Popen[bytes]:
         if self._helper is None or self._helper.poll() is not None:

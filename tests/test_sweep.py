@@ -146,3 +146,54 @@ def test_a_runtime_unknown_before_acting_skips_every_removal(
                                    RuntimeView(RuntimeState.UNKNOWN, "CRI timed out"))
     assert not acted
     assert skipped == {"pvc-1": "runtime became unknown before acting: CRI timed out"}
+
+
+@pytest.mark.parametrize(("kinds", "dry_run", "removal", "started"), [
+    ((Kind.DM, Kind.NODE), False, "kernel", True),
+    ((Kind.NVME,), False, "kernel", True),
+    ((Kind.NODE,), False, "kernel", False),   # node unlinks are done in-process, no helper
+    ((Kind.DM,), True, "kernel", False),      # a dry run removes nothing
+    ((Kind.DM,), False, "tools", False),      # dmsetup and nvme-cli do the removals
+])
+def test_the_kernel_call_helper_starts_before_the_runtime_is_asked_again_and_ends_with_the_sweep(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kinds: tuple[Kind, ...], dry_run: bool,
+        removal: str, started: bool) -> None:
+    stale = tuple(Entry(k, f"pvc-{i}", Verdict.STALE, "stale for the test", Identity(f"pvc-{i}"))
+                  for i, k in enumerate(kinds))
+    monkeypatch.setattr(lhsweep.sweep, "scan",
+                        lambda *_a, **_k: SweepReport(runtime_with(), Plan(stale)))
+    runner = ToolRunner(60)
+    seen: list[bool] = []
+
+    def query(_config: Config, _host: HostRoot) -> RuntimeView:
+        seen.append(runner.helper_running)  # asked again: the helper is already on its way
+        return runtime_with()
+
+    monkeypatch.setattr(lhsweep.sweep, "Actor", _NoActor)
+    run_sweep(Config(state_dir=str(tmp_path / "state"), sweep_removal=removal),
+              HostRoot(str(tmp_path)), dry_run=dry_run, runner=runner, query=query)
+    assert seen == ([] if dry_run else [started])
+    assert not runner.helper_running
+
+
+def test_a_helper_started_for_a_plan_the_runtime_then_contradicts_ends_with_the_sweep(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = Entry(Kind.DM, "pvc-1", Verdict.STALE, "stale for the test", Identity("pvc-1"))
+    monkeypatch.setattr(lhsweep.sweep, "scan",
+                        lambda *_a, **_k: SweepReport(runtime_with(), Plan((stale,))))
+    runner = ToolRunner(60)
+    report = run_sweep(Config(state_dir=str(tmp_path / "state")), HostRoot(str(tmp_path)),
+                       dry_run=False, runner=runner,
+                       query=lambda _c, _h: RuntimeView(RuntimeState.UNKNOWN, "CRI timed out"))
+    assert [o.result for o in report.outcomes] == [ActionResult.SKIPPED]
+    assert not runner.helper_running
+
+
+class _NoActor:
+    """Stands in for lhsweep.act.Actor: acts on nothing, leaves the helper as it found it."""
+
+    def __init__(self, *_args: object, **_kwargs: object) -> None:
+        pass
+
+    def execute(self, _plan: Plan, _dry_run: bool) -> tuple[()]:
+        return ()
