@@ -133,8 +133,7 @@ def _sweep(config: Config, host: HostRoot, args: argparse.Namespace) -> int:
 
 def _print_report(report: SweepReport, as_json: bool) -> int:
     if as_json:
-        json.dump(report_to_dict(report), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(report_to_dict(report), indent=2) + "\n")  # one write
     else:
         sys.stdout.write(render_text(report))
     from lhsweep.sweep import read_incomplete  # noqa: PLC0415 - keeps check-config free of gRPC

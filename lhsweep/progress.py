@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from lhsweep.journal import DecisionLog
+from typing import TYPE_CHECKING
+
 from lhsweep.model import ActionOutcome, Entry, SweepReport
+
+if TYPE_CHECKING:  # the journal is the one-shot sweep's and the daemon's, not the scan's
+    from lhsweep.journal import DecisionLog
 
 
 class Progress:

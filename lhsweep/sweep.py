@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Callable, Optional
 
-from lhsweep.act import Actor
 from lhsweep.config import Config
 from lhsweep.cri import query_runtime
 from lhsweep.errors import LhsweepError, LockBusyError, PrivilegeError, StateError
@@ -111,6 +110,8 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
                 for entry, outcome in zip(removals, outcomes):
                     told.acted(entry, outcome)
             else:
+                from lhsweep.act import Actor  # noqa: PLC0415 - a scan loads no removal code
+
                 actor = Actor(host, runner, dm_control, should_stop, told.acted,
                               use_tools=config.sweep_removal == "tools")
                 outcomes = actor.execute(report.plan, dry_run)

@@ -15,14 +15,8 @@ from pathlib import Path
 import pytest
 
 from lhsweep.config import Config
-from lhsweep.cri import (
-    ContainerEvent,
-    ContainerEventStream,
-    CriCallError,
-    CriUnimplementedError,
-    Failure,
-    query_runtime,
-)
+from lhsweep.cri import CriCallError, CriUnimplementedError, Failure, query_runtime
+from lhsweep.cri.events import ContainerEvent, ContainerEventStream
 from lhsweep.host import HostRoot
 from lhsweep.model import RuntimeState
 from tests.crifake import FakeCri, empty_state, im_pod, write_state
@@ -272,7 +266,8 @@ def test_subprocess_pushes_events_appended_to_the_state_file(
 THREADS_AFTER_FAILURE = """
 import gc, os, sys, time
 gc.disable()
-from lhsweep.cri import ContainerEventStream, CriCallError
+from lhsweep.cri import CriCallError
+from lhsweep.cri.events import ContainerEventStream
 def threads():
     return len(os.listdir("/proc/self/task"))
 before = threads()

@@ -9,6 +9,7 @@ from typing import Optional
 
 import pytest
 
+import lhsweep.act
 import lhsweep.sweep
 from lhsweep.config import Config
 from lhsweep.host import HostRoot
@@ -100,7 +101,7 @@ def sweep_between(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planned: Runt
             acted.append(plan)
             return ()
 
-    monkeypatch.setattr(lhsweep.sweep, "Actor", Actor)
+    monkeypatch.setattr(lhsweep.act, "Actor", Actor)
     report = run_sweep(Config(state_dir=str(tmp_path / "state")), HostRoot(str(tmp_path)),
                        dry_run=False, runner=ToolRunner(60), query=lambda _c, _h: at_action)
     skipped = {o.name: o.detail for o in report.outcomes if o.result is ActionResult.SKIPPED}
@@ -169,7 +170,7 @@ def test_the_kernel_call_helper_starts_before_the_runtime_is_asked_again_and_end
         seen.append(runner.helper_running)  # asked again: the helper is already on its way
         return runtime_with()
 
-    monkeypatch.setattr(lhsweep.sweep, "Actor", _NoActor)
+    monkeypatch.setattr(lhsweep.act, "Actor", _NoActor)
     run_sweep(Config(state_dir=str(tmp_path / "state"), sweep_removal=removal),
               HostRoot(str(tmp_path)), dry_run=dry_run, runner=runner, query=query)
     assert seen == ([] if dry_run else [started])

@@ -358,7 +358,8 @@ def test_non_root_is_told_which_privilege_is_missing() -> None:
 
 
 def test_scan_imports_neither_the_daemon_nor_its_libraries(rig: Rig) -> None:
-    """`lhsweep scan` (a cold start each time) loads no daemon part, pyroute2 or prometheus_client."""
+    """`lhsweep scan` (a cold start each time) loads no daemon part, pyroute2 or prometheus_client,
+    and none of lhsweep's removal, journal or event-stream code."""
     rig.tree.add_longhorn_volume("pvc-1")
     code = ("import sys\nfrom lhsweep.cli import main\nrc = main(sys.argv[1:])\n"
             "print(*sorted(sys.modules), sep='\\n', file=sys.stderr)\nsys.exit(rc)\n")
@@ -372,5 +373,5 @@ def test_scan_imports_neither_the_daemon_nor_its_libraries(rig: Rig) -> None:
     unwanted = sorted(m for m in loaded
                       if m.split(".")[0] in ("pyroute2", "prometheus_client")
                       or m == "lhsweep.daemon" or m.startswith("lhsweep.daemon.")
-                      or m == "lhsweep.metrics")
+                      or m in ("lhsweep.metrics", "lhsweep.act", "lhsweep.journal", "lhsweep.cri.events"))
     assert unwanted == []

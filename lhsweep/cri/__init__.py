@@ -1,14 +1,11 @@
-"""The container runtime side: a CRI v1 client, the instance-manager view and container events."""
+"""The container runtime side: a CRI v1 client and the instance-manager view (events: cri.events)."""
 
 from __future__ import annotations
 
 from lhsweep.cri.client import CriCallError, CriClient, CriUnimplementedError, Failure
-from lhsweep.cri.events import ContainerEvent, ContainerEventStream
 from lhsweep.cri.view import query_runtime
 
 __all__ = [
-    "ContainerEvent",
-    "ContainerEventStream",
     "CriCallError",
     "CriClient",
     "CriUnimplementedError",
