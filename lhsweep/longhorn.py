@@ -8,7 +8,9 @@ from lhsweep.model import LONGHORN_NQN_PREFIX
 
 # Longhorn names (volumes, lvols, engines): lowercase letters, digits, '.', '_' and '-'.
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-_ENGINE = re.compile(r"(?P<vol>.+)-e-[0-9a-f]{8}")
+# An engine's name: `<volume>-e-<8 hex>` (a random id), or `<volume>-e-<ordinal>` (0, 1, ...) in the
+# releases whose longhorn-manager counts its engines.
+_ENGINE = re.compile(r"(?P<vol>.+)-e-(?:[0-9a-f]{8}|0|[1-9][0-9]{0,8})")
 ENCRYPTED_SUFFIX = "-encrypted"
 # go-spdk-helper names them below /var/run, inside the host's mount namespace, where /var/run is
 # a link to /run: lhsweep names the real directory.
@@ -25,7 +27,11 @@ def fits_name(name: str) -> bool:
 
 
 def volume_of_nqn(nqn: str) -> str:
-    """The volume an engine-frontend NQN belongs to ('' when the NQN or the name is not Longhorn's)."""
+    """The volume an engine-frontend NQN belongs to ('' when the NQN or the name is not Longhorn's).
+
+    A suffix of neither known shape names no volume: its volume's lock and exclusions cannot be
+    told, so it is never read as a volume name of its own.
+    """
     if not nqn.startswith(LONGHORN_NQN_PREFIX):
         return ""
     suffix = nqn[len(LONGHORN_NQN_PREFIX) :]
@@ -33,7 +39,7 @@ def volume_of_nqn(nqn: str) -> str:
         volume = suffix[len("volume-") :]
     else:
         match = _ENGINE.fullmatch(suffix)
-        volume = match.group("vol") if match else suffix
+        volume = match.group("vol") if match else ""
     return volume if fits_name(volume) else ""
 
 

@@ -399,9 +399,9 @@ def test_a_subsystem_with_a_controller_of_unreadable_state_is_left_out(tree: Pin
 # ---------------------------------------------------------------- an NVMe namespace's users
 
 
-def bare_namespace(tree: PinTree, volume: str) -> tuple[str, str, str]:
+def bare_namespace(tree: PinTree, volume: str, suffix: str = "volume-{}") -> tuple[str, str, str]:
     """A Longhorn subsystem connected with no dm device on it: (NQN, namespace, its 'M:m')."""
-    nqn = f"{LONGHORN_PREFIX}volume-{volume}"
+    nqn = LONGHORN_PREFIX + suffix.format(volume)
     _, _, head, head_dev = tree.connect(nqn)
     return nqn, head, head_dev
 
@@ -529,10 +529,15 @@ def test_a_node_whose_number_cannot_be_looked_up_is_not_taken_for_free(tree: Pin
     assert os.path.exists(tree.p("/dev/longhorn/pvc-lookup"))
 
 
-def test_a_volume_excluded_by_name_keeps_its_controller(tree: PinTree) -> None:
+# Engine-frontend NQN suffixes: 1.12+, then engines named by a random id, then by an ordinal.
+ENGINE_SUFFIXES = ["volume-{}", "{}-e-0123abcd", "{}-e-0", "{}-e-17"]
+
+
+@pytest.mark.parametrize("suffix", ENGINE_SUFFIXES)
+def test_a_volume_excluded_by_name_keeps_its_controller(tree: PinTree, suffix: str) -> None:
     """sweep.exclude names volumes as operators know them: the volume's NQN is kept too, also when
     its node stands straight on the namespace (no dm device whose holder would keep it)."""
-    nqn, _, head_dev = bare_namespace(tree, "pvc-keep")
+    nqn, _, head_dev = bare_namespace(tree, "pvc-keep", suffix)
     tree.add_node("pvc-keep", head_dev)
     config = dataclasses.replace(CONFIG, sweep_exclude=("pvc-keep",))
     plan = make_plan(read_inventory(HostRoot(tree.root), tree.dm_control()), runtime_with(), config, NOW)
@@ -857,6 +862,26 @@ def test_a_held_longhorn_lock_keeps_the_volume(tree: PinTree, lock: str) -> None
     assert dm.result.value == "skipped" and f"Longhorn lock {lock} is held" in dm.detail
     assert removed_dm(tree) == []
     assert os.path.exists(tree.p("/dev/longhorn/pvc-lock"))
+
+
+@pytest.mark.parametrize("suffix", ENGINE_SUFFIXES)
+def test_the_volume_lock_of_an_engine_nqn_keeps_its_controller(tree: PinTree, suffix: str) -> None:
+    """The lock a controller is disconnected under is its volume's, whatever the engine's name."""
+    nqn, _, _ = bare_namespace(tree, "pvc-lk", suffix)  # its dm device and node went earlier
+    plan = plan_of(tree)
+    with held_lock(tree, "/run/longhorn/spdk-pvc-lk.lock"):  # go-spdk-helper at work on pvc-lk
+        outcome = execute(tree, plan)[(Kind.NVME, nqn)]
+    assert outcome.result.value == "skipped", outcome.detail
+    assert "Longhorn lock /run/longhorn/spdk-pvc-lk.lock is held" in outcome.detail
+    assert tree.subsystem_of(nqn) is not None
+
+
+@pytest.mark.parametrize("suffix", ["pvc-x", "pvc-x-e-01", "pvc-x-e-0123abc", "pvc-x-r-0123abcd"])
+def test_an_nqn_suffix_of_no_known_shape_names_no_volume(tree: PinTree, suffix: str) -> None:
+    """Neither its volume's lock nor its exclusions can be told: never read as a volume name."""
+    nqn, _, _ = bare_namespace(tree, "", suffix)
+    nvme = verdict(plan_of(tree), Kind.NVME, nqn)
+    assert nvme.verdict is Verdict.FOREIGN and "not Longhorn-shaped" in nvme.reason
 
 
 def test_a_namespace_mounted_after_planning_keeps_its_controller(tree: PinTree) -> None:
