@@ -58,6 +58,8 @@ class Actor:
     on_outcome: Callable[[Entry, ActionOutcome], None] = lambda entry, outcome: None
     # Remove through dmsetup and nvme-cli rather than in-process (config sweep.removal = "tools").
     use_tools: bool = False
+    # Why no removal may start now ("" while the runtime still says what the plan saw).
+    runtime_changed: Callable[[], str] = lambda: ""
 
     def execute(self, plan: Plan, dry_run: bool) -> tuple[ActionOutcome, ...]:
         """Remove every stale entry whose prerequisites went first; one outcome per removal."""
@@ -79,6 +81,9 @@ class Actor:
                 raise _Skip("not started: lhsweep is stopping")
             if waiting:
                 raise _Skip(f"waits for {', '.join(waiting)}, which was not removed")
+            changed = self.runtime_changed()
+            if changed:
+                raise _Skip(f"not started: {changed}")
             self._refuse_if_stuck(entry)
             result = self._remove(entry, dry_run)
         except _Satisfied as satisfied:
@@ -148,6 +153,11 @@ class Actor:
             raise _Skip(f"now {dm.dev}, planned as {entry.identity.dev}: re-created since")
         if table_fingerprint(dm.targets) != entry.identity.fingerprint:
             raise _Skip("its table changed since it was planned (reloaded?)")
+        gone = entry.identity.backing_gone
+        back = kernel_name_of(self.host, gone) if gone is not None else None
+        if back is not None:
+            raise _Skip(f"its backing {gone}, gone when planned, is {back} now: a connection made "
+                        "since took its number (re-adopted?)")
         # The kernel's own count of its users (a stacked child went before, so none is expected):
         # the plan named them from the host's tables; here being open at all is what matters.
         self._refuse_if_used(dm_kernel_use(dm))

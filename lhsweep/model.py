@@ -315,6 +315,9 @@ class Identity(NamedTuple):
     points_at: str = ""
     # NVMe subsystem: the controllers planned; one connected since means a new user.
     controllers: tuple[str, ...] = ()
+    # dm (each device of a volume's group): the backing the plan found gone. Back again means a
+    # new connection took its number, and the table may be in use again (re-adopted).
+    backing_gone: Optional[DevNum] = None
 
 
 def device_at(kernel_name: Optional[str], dm_name: Optional[str]) -> str:

@@ -171,8 +171,9 @@ def _plan_dm_devices(ctx: _Context) -> dict[str, _Draft]:
     return drafts
 
 
-def _identity(dm: DmDevice) -> Identity:
-    return Identity(name=dm.name, dev=dm.dev, fingerprint=table_fingerprint(dm.targets))
+def _identity(dm: DmDevice, backing_gone: Optional[DevNum] = None) -> Identity:
+    return Identity(name=dm.name, dev=dm.dev, fingerprint=table_fingerprint(dm.targets),
+                    backing_gone=backing_gone)
 
 
 def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
@@ -186,11 +187,14 @@ def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
         return {dm.name: _Draft(Kind.DM, dm.name, unowned, why, _identity(dm))}
     child = _encrypted_child(ctx, dm)
     members = [dm] if child is None else [child, dm]
-    verdict = _dm_verdict(ctx, dm, child)
+    backing = dm.targets[0].backing if dm.targets else None
+    present = backing is not None and ctx.idx.present(backing)
+    verdict = _dm_verdict(ctx, dm, child, present)
+    gone = None if present else backing
     group: dict[str, _Draft] = {}
     for member in members:
         is_child = member is child
-        draft = _Draft(Kind.DM, member.name, Verdict.UNKNOWN, "", _identity(member), dm.name,
+        draft = _Draft(Kind.DM, member.name, Verdict.UNKNOWN, "", _identity(member, gone), dm.name,
                        ORDER_DM_CHILD if is_child else ORDER_DM)
         draft.decided(verdict, f" ({why})")
         if child is not None and not is_child:
@@ -297,10 +301,8 @@ def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[
     return False, f"backing {backing} is gone and nothing proves the device was Longhorn's"
 
 
-def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice]) -> _Verdict:
+def _dm_verdict(ctx: _Context, dm: DmDevice, child: Optional[DmDevice], backing_present: bool) -> _Verdict:
     """Verdict of an owned dm device (and its child)."""
-    backing = dm.targets[0].backing if dm.targets else None
-    backing_present = backing is not None and ctx.idx.present(backing)
     node = ctx.idx.nodes.get(dm.name)
     age_ns = node.ctime_ns if node is not None and node.rdev == dm.dev else None
     return _verdict(ctx, dm.name, age_ns, backing_present, lambda: _dm_busy(ctx, dm, child))

@@ -103,7 +103,8 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
                 any(e.kind is not Kind.NODE for e in removals):
             runner.start_helper()  # its start overlaps the runtime's second answer
         try:
-            changed = "" if dry_run else _runtime_changed(report.runtime, query(config, host))
+            confirmed = RuntimeConfirmation(report.runtime, lambda: query(config, host), dry_run)
+            changed = confirmed.changed()
             if changed:
                 outcomes = tuple(ActionOutcome(e.kind, e.name, ActionResult.SKIPPED, changed, e.volume)
                                  for e in removals)
@@ -113,11 +114,40 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
                 from lhsweep.act import Actor  # noqa: PLC0415 - a scan loads no removal code
 
                 actor = Actor(host, runner, dm_control, should_stop, told.acted,
-                              use_tools=config.sweep_removal == "tools")
+                              use_tools=config.sweep_removal == "tools",
+                              runtime_changed=confirmed.changed)
                 outcomes = actor.execute(report.plan, dry_run)
         finally:
             runner.close_helper()
         return replace(report, outcomes=outcomes, duration_s=time.time() - report.started_at)
+
+
+# The runtime's answer removals rest on is asked again before the next removal once it is this old:
+# a new instance-manager needs seconds (sandbox, container, SPDK, an engine and its NVMe connection)
+# before it has a device on the host, so no removal acts on an answer older than that.
+RECONFIRM_AFTER_S = 1.0
+
+
+class RuntimeConfirmation:
+    """The runtime asked again right before acting, and again before a removal once that is old."""
+
+    def __init__(self, planned: RuntimeView, ask: Callable[[], RuntimeView], dry_run: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._planned = planned
+        self._ask = ask
+        self._clock = clock
+        self._changed = ""
+        self._asked_at: Optional[float] = None
+        self._needed = not dry_run  # a dry run removes nothing: nothing rests on the runtime
+
+    def changed(self) -> str:
+        """Why no removal may start now ("" while the runtime still says what the plan saw)."""
+        if not self._needed or self._changed:
+            return self._changed
+        if self._asked_at is None or self._clock() - self._asked_at >= RECONFIRM_AFTER_S:
+            self._asked_at = self._clock()
+            self._changed = _runtime_changed(self._planned, self._ask())
+        return self._changed
 
 
 def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 
 import pytest
 
+import lhsweep.sweep
 from lhsweep.act import Actor
 from lhsweep.config import Config
 from lhsweep.host import HostRoot
@@ -25,7 +26,7 @@ from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
 from lhsweep.longhorn import volume_lock_path
 from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
-from lhsweep.sweep import scan
+from lhsweep.sweep import run_sweep, scan
 from lhsweep.tools import ToolResult, ToolRunner
 from tests.fakes.kerneltree import CTL
 from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
@@ -781,6 +782,45 @@ def stale_volume_plan(tree: PinTree, name: str) -> Plan:
     plan = plan_of(tree)
     assert {e.verdict for e in plan.entries} == {Verdict.STALE} and len(plan.entries) == 3
     return plan
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_leftover_whose_backing_came_back_on_the_same_number_stays(tree: PinTree,
+                                                                     encrypted: bool) -> None:
+    """The backing found gone: a new instance-manager reconnected the NQN after the runtime's
+    second answer, the kernel gave the namespace its old number, and the old table fits it."""
+    volume = tree.add_longhorn_volume("pvc-back", backing_gone=True, encrypted=encrypted)
+    plan = plan_of(tree)
+    assert {e.verdict for e in plan.entries} == {Verdict.STALE}
+    head, head_dev = tree.connect(volume.nqn)[2:]
+    assert (head, head_dev) == (volume.backing, volume.backing_dev)  # the lowest free numbers
+    outcomes = execute(tree, plan)
+    first = outcomes[(Kind.DM, "pvc-back-encrypted" if encrypted else "pvc-back")]
+    assert first.result.value == "skipped" and "gone when planned" in first.detail
+    assert removed_dm(tree) == []
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-back"))
+
+
+def test_an_instance_manager_seen_during_a_long_sweep_stops_its_removals(
+        tree: PinTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime is asked again before a removal once its last answer is old (here: always):
+    an instance-manager that started meanwhile stops every removal after it."""
+    monkeypatch.setattr(lhsweep.sweep, "RECONFIRM_AFTER_S", 0.0)
+    tree.add_longhorn_volume("pvc-long")
+    # The scan's answer, the one right before acting, the dm device's; then the newcomer.
+    answers = [runtime_with(), runtime_with(), runtime_with(), im_started_after_the_tree()]
+
+    def query(_config: Config, _host: HostRoot) -> RuntimeView:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    config = dataclasses.replace(CONFIG, state_dir=str(tmp_path / "state"), sweep_removal="tools")
+    report = run_sweep(config, HostRoot(tree.root), dry_run=False, runner=ToolRunner(60),
+                       query=query, dm_control=tree.dm_control())
+    outcomes = {(o.kind, o.name): o for o in report.outcomes}
+    assert outcomes[(Kind.DM, "pvc-long")].result.value == "removed"
+    node = outcomes[(Kind.NODE, "pvc-long")]
+    assert node.result.value == "skipped" and "started during the sweep" in node.detail
+    assert os.path.exists(tree.p("/dev/longhorn/pvc-long"))
 
 
 def test_a_dm_device_recreated_with_another_number_between_plan_and_act_stays(tree: PinTree) -> None:

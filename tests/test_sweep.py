@@ -26,7 +26,7 @@ from lhsweep.model import (
     SweepReport,
     Verdict,
 )
-from lhsweep.sweep import collector_paused, run_sweep, scan
+from lhsweep.sweep import RuntimeConfirmation, collector_paused, run_sweep, scan
 from lhsweep.tools import ToolRunner
 from tests.inventories import instance_manager, runtime_with
 
@@ -198,3 +198,32 @@ class _NoActor:
 
     def execute(self, _plan: Plan, _dry_run: bool) -> tuple[()]:
         return ()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_the_runtime_is_asked_again_before_a_removal_once_its_answer_is_a_second_old(
+        dry_run: bool) -> None:
+    """Not before every removal (a CRI call each), never on an answer older than RECONFIRM_AFTER_S,
+    and not at all in a dry run (it removes nothing)."""
+    now = [100.0]
+    asked: list[float] = []
+
+    def ask() -> RuntimeView:
+        asked.append(now[0])
+        return runtime_with()
+
+    confirmed = RuntimeConfirmation(runtime_with(), ask, dry_run, clock=lambda: now[0])
+    for at in (100.0, 100.5, 100.75, 101.25, 102.0):
+        now[0] = at
+        assert confirmed.changed() == ""
+    assert asked == ([] if dry_run else [100.0, 101.25])
+
+
+def test_a_runtime_change_seen_once_stops_every_later_removal() -> None:
+    """The first answer that differs decides the rest of the sweep; it is not asked again."""
+    answers = [runtime_with(instance_manager(5)), runtime_with()]
+    now = [0.0]
+    confirmed = RuntimeConfirmation(runtime_with(), lambda: answers.pop(0), False, clock=lambda: now[0])
+    assert "started during the sweep" in confirmed.changed()
+    now[0] += 10.0
+    assert "started during the sweep" in confirmed.changed() and len(answers) == 1
