@@ -148,11 +148,11 @@ def make_plan(inventory: Inventory, runtime: RuntimeView, config: Config, now: f
     ctx = _Context.build(inventory, runtime, config, now)
     dm = _plan_dm_devices(ctx)
     nodes = {n.name: _plan_node(ctx, n, dm) for n in ctx.idx.nodes.values()}
-    stale_nodes_by_dev: dict[DevNum, list[str]] = {}
+    nodes_by_dev: dict[DevNum, list[_Draft]] = {}
     for node in nodes.values():
-        if node.verdict is Verdict.STALE and node.identity.dev is not None:
-            stale_nodes_by_dev.setdefault(node.identity.dev, []).append(node.name)
-    nvme = [_plan_subsystem(ctx, s, dm, stale_nodes_by_dev) for s in inventory.subsystems if s.controllers]
+        if node.identity.dev is not None:
+            nodes_by_dev.setdefault(node.identity.dev, []).append(node)
+    nvme = [_plan_subsystem(ctx, s, dm, nodes_by_dev) for s in inventory.subsystems if s.controllers]
     drafts = [*dm.values(), *nodes.values(), *nvme]
     # Kind is a str enum: a member sorts as its value ("dm" < "node" < "nvme"), without the
     # enum's .value lookup per draft.
@@ -462,7 +462,7 @@ def _decide(ctx: _Context, draft: _Draft, age_ns: Optional[int], what: str,
 
 
 def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
-                    stale_nodes_by_dev: dict[DevNum, list[str]]) -> _Draft:
+                    nodes_by_dev: dict[DevNum, list[_Draft]]) -> _Draft:
     identity = Identity(name=subsystem.name, nqn=subsystem.nqn,
                         controllers=tuple(c.name for c in subsystem.controllers))
     volume = volume_of_nqn(subsystem.nqn)
@@ -483,7 +483,7 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
 
         def use() -> DeviceUse:
             if not users:  # read once, however often the verdict asks
-                users.append(_namespace_users(ctx, subsystem, dm, stale_nodes_by_dev))
+                users.append(_namespace_users(ctx, subsystem, dm, nodes_by_dev))
             return users[0][0]
 
         _decide(ctx, draft, None, what, use, backing_present=True)
@@ -493,10 +493,15 @@ def _plan_subsystem(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draf
 
 
 def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Draft],
-                     stale_nodes_by_dev: dict[DevNum, list[str]]) -> tuple[DeviceUse, list[tuple[Kind, str]]]:
-    """What still uses the subsystem's namespaces: blockers, and stale users to remove first."""
+                     nodes_by_dev: dict[DevNum, list[_Draft]]) -> tuple[DeviceUse, list[tuple[Kind, str]]]:
+    """What still uses the subsystem's namespaces: blockers, and stale users to remove first.
+
+    A /dev/longhorn node on a namespace is one: a stale one goes first, any other (a backup
+    initiator's node inside the grace period, say) keeps the subsystem it would dangle from.
+    """
     use = DeviceUse()
     busy: list[str] = []
+    unknown: list[str] = []
     after: list[tuple[Kind, str]] = []
     for ns in subsystem.namespaces:
         # Its dm holders are weighed below: a stale one is removed first, any other blocks.
@@ -509,5 +514,11 @@ def _namespace_users(ctx: _Context, subsystem: NvmeSubsystem, dm: dict[str, _Dra
             else:
                 state = draft.verdict.value if draft else "unknown"
                 busy.append(f"{ns.name} is held by {holder} ({state})")
-        after += [(Kind.NODE, name) for name in stale_nodes_by_dev.get(ns.dev, ())]
-    return use + DeviceUse(tuple(busy)), after
+        for node in nodes_by_dev.get(ns.dev, ()):
+            if node.verdict is Verdict.STALE:
+                after.append((Kind.NODE, node.name))
+            elif node.verdict is Verdict.UNKNOWN:
+                unknown.append(f"/dev/longhorn/{node.name} on {ns.name} is unknown")
+            else:
+                busy.append(f"{ns.name} has /dev/longhorn/{node.name} ({node.verdict.value})")
+    return use + DeviceUse(tuple(busy), tuple(unknown)), after

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from lhsweep.config import Config
 from lhsweep.model import (
     LONGHORN_NQN_PREFIX,
@@ -236,6 +238,23 @@ def _backup_node(host: Host) -> tuple[DevNum, str]:
     dev, ns = host.namespace(f"{LONGHORN_NQN_PREFIX}pvc-b-e-0123abcd")
     host.add_node("pvc-b", dev, OLD)
     return dev, ns
+
+
+@pytest.mark.parametrize("node_verdict", ["live", "foreign"])
+def test_a_node_kept_on_a_namespace_keeps_its_subsystem(node_verdict: str) -> None:
+    """A backup initiator's node made a second ago (live: the grace period), or excluded by name
+    (foreign), would dangle from a disconnected subsystem: the subsystem is kept with it."""
+    host = Host()
+    nqn = f"{LONGHORN_NQN_PREFIX}pvc-b-e-0123abcd"
+    dev, ns = host.namespace(nqn)
+    host.add_node("pvc-b-bk", dev, NOW_NS - SECOND if node_verdict == "live" else OLD)
+    config = replace(CONFIG, sweep_grace_period=60.0,
+                     sweep_exclude=("*-bk",) if node_verdict == "foreign" else ())
+    plan = plan_of(host, config=config)
+    assert verdicts(plan)[("node", "pvc-b-bk")] == node_verdict
+    subsystem = next(e for e in plan.entries if e.name == nqn)
+    assert subsystem.verdict.value == "busy", subsystem.reason
+    assert f"{ns} has /dev/longhorn/pvc-b-bk ({node_verdict})" in subsystem.reason
 
 
 def test_a_backup_node_open_by_a_process_is_busy_naming_the_pid() -> None:
