@@ -50,20 +50,22 @@ class DmTarget:
     """One segment of a dm table; only what ownership needs, never the raw parameters.
 
     `backing` is the device number named by the target's parameters for linear and
-    crypt targets (the 4th crypt field; the key is never kept), None otherwise.
+    crypt targets (the 4th crypt field; the key is never kept), None otherwise; `offset` is
+    the sector of the backing a linear target starts at, None when not linear or not a number.
     """
 
     start: int
     length: int
     target_type: str
     backing: Optional[DevNum] = None
+    offset: Optional[int] = None
 
 
 def table_fingerprint(targets: Optional[tuple[DmTarget, ...]]) -> str:
     """A short text of a table's shape, to notice a reload between plan and action."""
     if targets is None:
         return "?"
-    return ";".join(f"{t.target_type} {t.start}+{t.length} {t.backing or '-'}" for t in targets)
+    return ";".join(f"{t.target_type} {t.start}+{t.length} {t.backing or '-'}@{t.offset}" for t in targets)
 
 
 @dataclass(frozen=True)

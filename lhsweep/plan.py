@@ -247,6 +247,8 @@ def _owner_reason(ctx: _Context, dm: DmDevice) -> tuple[Optional[bool], str]:
     backing = dm.targets[0].backing
     if backing is None:
         return False, "linear target names no backing device"
+    if dm.targets[0].offset != 0:
+        return False, "linear target does not map its backing from sector 0"
     if not fits_name(dm.name):
         return False, "the name is not Longhorn-shaped"
     return _backing_reason(ctx, dm, backing)
@@ -257,7 +259,7 @@ def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optio
     if ns is not None:
         namespace, subsystem = ns
         if subsystem.is_longhorn:
-            return True, f"linear over {namespace.name} of Longhorn subsystem {subsystem.nqn}"
+            return _named_for(dm, subsystem, f"linear over {namespace.name} of Longhorn subsystem")
         return False, f"linear over {namespace.name} of non-Longhorn subsystem {subsystem.nqn}"
     if backing in ctx.idx.ublk:
         return _ublk_reason(ctx, dm, ctx.idx.block_by_dev[backing])
@@ -270,6 +272,14 @@ def _backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[Optio
     if ctx.idx.blocks_unread:
         return None, f"backing {backing} was not among the block devices read ({ctx.idx.blocks_unread})"
     return _gone_backing_reason(ctx, dm, backing)
+
+
+def _named_for(dm: DmDevice, subsystem: NvmeSubsystem, what: str) -> tuple[bool, str]:
+    """Longhorn names the dm device over an engine's namespace after the volume its NQN names."""
+    volume = volume_of_nqn(subsystem.nqn)
+    if volume != dm.name:
+        return False, f"{what} {subsystem.nqn}, whose volume is {volume or 'unnamed'}, not {dm.name}"
+    return True, f"{what} {subsystem.nqn}"
 
 
 def _has_own_node(ctx: _Context, dm: DmDevice) -> bool:
@@ -295,7 +305,7 @@ def _gone_backing_reason(ctx: _Context, dm: DmDevice, backing: DevNum) -> tuple[
         match = _SUBSYS_IN_LINK.search(link)
         subsystem = ctx.idx.subsystems.get(match.group(1)) if match else None
         if subsystem is not None and subsystem.is_longhorn:
-            return True, f"backing {backing} is gone; it was a namespace of {subsystem.nqn}"
+            return _named_for(dm, subsystem, f"backing {backing} is gone; it was a namespace of")
     if ctx.idx.nodes_unknown:
         return None, f"backing {backing} is gone and /dev/longhorn is unknown ({ctx.idx.nodes_unknown})"
     return False, f"backing {backing} is gone and nothing proves the device was Longhorn's"

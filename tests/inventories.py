@@ -124,7 +124,7 @@ class Host:
                    nqn: Optional[str] = None) -> DmDevice:
         """A Longhorn V2 volume as go-spdk-helper leaves it: NVMe namespace, linear dm, node."""
         ns_dev, _ = self.namespace(nqn or f"{LONGHORN_NQN_PREFIX}volume-{name}", present=not backing_gone)
-        dm = self.add_dm(name, (DmTarget(0, 2048, "linear", ns_dev),), open_count=open_count)
+        dm = self.add_dm(name, (DmTarget(0, 2048, "linear", ns_dev, 0),), open_count=open_count)
         if not backing_gone:
             self.hold_namespace(ns_dev, dm)
         top = dm

@@ -137,7 +137,7 @@ def test_table_keeps_types_extents_and_backing_but_never_the_crypt_key() -> None
     specs = [(0, 2048, "linear", "259:3 0"), (2048, 4096, "crypt", f"aes-xts-plain64 {KEY} 0 253:7 4096"),
              (6144, 10, "striped", "2 128 8:0 0 8:16 0")]
     targets = decode_table(reply(8192, target_count=3, data=table(specs)))
-    assert targets == (DmTarget(0, 2048, "linear", DevNum(259, 3)),
+    assert targets == (DmTarget(0, 2048, "linear", DevNum(259, 3), 0),
                        DmTarget(2048, 4096, "crypt", DevNum(253, 7)),
                        DmTarget(6144, 10, "striped", None))
     assert KEY not in repr(targets)
@@ -203,7 +203,7 @@ def test_ioctl_control_reads_every_device_in_process(control_file: str) -> None:
     })
     states = IoctlDmControl(control_file, kernel).read_all()
     assert set(states) == {"pvc-1", "pvc-1-encrypted", "empty"}
-    assert states["pvc-1"].targets == (DmTarget(0, 2048, "linear", DevNum(259, 0)),)
+    assert states["pvc-1"].targets == (DmTarget(0, 2048, "linear", DevNum(259, 0), 0),)
     crypt = states["pvc-1-encrypted"]
     assert (crypt.dev, crypt.open_count, crypt.deferred_remove, crypt.suspended) == (
         DevNum(253, 1), 1, True, False)

@@ -61,7 +61,7 @@ def test_read_all_and_read_one_agree(tree: HostTree) -> None:
     assert one == every["pvc-1"]
     assert (one.dev, one.open_count, one.deferred_remove, one.suspended) == (
         DevNum.parse(vol.dm_dev), 1, True, False)
-    assert one.targets == (DmTarget(0, 2 * 1024 * 1024, "linear", DevNum.parse(vol.backing_dev)),)
+    assert one.targets == (DmTarget(0, 2 * 1024 * 1024, "linear", DevNum.parse(vol.backing_dev), 0),)
     assert control.read_one("absent") is None
 
 
@@ -173,7 +173,7 @@ def test_dmsetup_output_parsers() -> None:
     tables = parse_tables(
         f"a: 0 10 linear 8:0 0\na: 10 20 crypt aes {FAKE_KEY} 0 8:16 0\nb:\nc: 0 5 error\n")
     assert tables == {
-        "a": (DmTarget(0, 10, "linear", DevNum(8, 0)), DmTarget(10, 20, "crypt", DevNum(8, 16))),
+        "a": (DmTarget(0, 10, "linear", DevNum(8, 0), 0), DmTarget(10, 20, "crypt", DevNum(8, 16))),
         "b": (),
         "c": (DmTarget(0, 5, "error"),),
     }
@@ -221,7 +221,7 @@ def test_a_name_holding_a_table_line_cannot_lend_a_segment_to_another_device() -
     # "x: 0 2048 linear 259:1 0: 0 2048 zero": split at its first ": ", x over a Longhorn namespace.
     states = read_all(info_of("x", 0, 0) + info_of(EVIL, 1, 1) + PVC,
                       f"x: \n{EVIL}: 0 2048 zero \n{PVC_TABLE}")
-    assert states == {"pvc-1": (DmTarget(0, 2048, "linear", DevNum(259, 1)),)}
+    assert states == {"pvc-1": (DmTarget(0, 2048, "linear", DevNum(259, 1), 0),)}
 
 
 def test_a_colon_name_makes_its_starts_unknown_even_when_the_counts_agree() -> None:
@@ -229,7 +229,7 @@ def test_a_colon_name_makes_its_starts_unknown_even_when_the_counts_agree() -> N
     # calls): the one line credited to it is EVIL's. Only the name tells.
     states = read_all(info_of("x", 0, 1) + info_of(EVIL, 1, 1) + info_of("b:c", 3, 1) + PVC,
                       f"{EVIL}: 0 2048 zero \nb:c: 0 8 zero \n{PVC_TABLE}")
-    assert states == {"pvc-1": (DmTarget(0, 2048, "linear", DevNum(259, 1)),)}
+    assert states == {"pvc-1": (DmTarget(0, 2048, "linear", DevNum(259, 1), 0),)}
 
 
 @pytest.mark.parametrize(("counted", "table"), [
@@ -252,7 +252,7 @@ def test_read_one_refuses_a_segment_count_other_than_infos() -> None:
     assert str(caught.value) == "dmsetup table pvc-1: 1 segment(s), but dmsetup info counts 2"
     agreeing = DmsetupDmControl(Answers(info_of("pvc-1", 2, 1), "0 2048 linear 259:1 0\n"))
     one = agreeing.read_one("pvc-1")
-    assert one is not None and one.targets == (DmTarget(0, 2048, "linear", DevNum(259, 1)),)
+    assert one is not None and one.targets == (DmTarget(0, 2048, "linear", DevNum(259, 1), 0),)
 
 
 # A device named with newlines prints lines of its own choosing into `dmsetup info`: here a block

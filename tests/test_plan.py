@@ -226,7 +226,7 @@ def test_an_instance_manager_created_in_the_future_leaves_older_leftovers_unknow
 def test_suspended_device_is_busy() -> None:
     host = Host()
     ns_dev, _ = host.namespace(f"{LONGHORN_NQN_PREFIX}volume-pvc-s")
-    host.add_dm("pvc-s", (DmTarget(0, 8, "linear", ns_dev),), suspended=True)
+    host.add_dm("pvc-s", (DmTarget(0, 8, "linear", ns_dev, 0),), suspended=True)
     assert verdicts(plan_of(host))[("dm", "pvc-s")] == "busy"
 
 
@@ -320,7 +320,7 @@ def test_names_that_are_not_longhorn_shaped_never_become_paths() -> None:
     host = Host()
     host.namespace(f"{LONGHORN_NQN_PREFIX}volume-/../../x")
     dev, _ = host.namespace(f"{LONGHORN_NQN_PREFIX}volume-ok")
-    host.add_dm("Bad Name", (DmTarget(0, 8, "linear", dev),))
+    host.add_dm("Bad Name", (DmTarget(0, 8, "linear", dev, 0),))
     plan = plan_of(host)
     v = verdicts(plan)
     assert v[("nvme", f"{LONGHORN_NQN_PREFIX}volume-/../../x")] == "foreign"
@@ -330,7 +330,7 @@ def test_names_that_are_not_longhorn_shaped_never_become_paths() -> None:
 def test_unknown_dev_longhorn_leaves_a_device_whose_backing_is_gone_unknown() -> None:
     """Fail closed: with /dev/longhorn unreadable, the node that could prove ownership is unknown."""
     host = Host()
-    host.add_dm("pvc-gone", (DmTarget(0, 8, "linear", DevNum(259, 99)),))
+    host.add_dm("pvc-gone", (DmTarget(0, 8, "linear", DevNum(259, 99), 0),))
     host.unknown["nodes"] = "/dev/longhorn: cannot open: Permission denied"
     entry = plan_of(host).entries[0]
     assert entry.verdict.value == "unknown" and "backing 259:99 is gone" in entry.reason

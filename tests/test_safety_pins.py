@@ -407,6 +407,25 @@ def bare_namespace(tree: PinTree, volume: str, suffix: str = "volume-{}") -> tup
     return nqn, head, head_dev
 
 
+@pytest.mark.parametrize("name, params", [("pvc-bar", "{} 2048"), ("admin-p1", "{} 0")])
+def test_a_linear_over_a_longhorn_namespace_unlike_longhorns_own_is_foreign(
+        tree: PinTree, name: str, params: str) -> None:
+    """Longhorn maps the whole namespace from its sector 0, named after the NQN's volume: an
+    admin's mapping of part of it, or one by another name, is not Longhorn's to remove."""
+    _, head, head_dev = bare_namespace(tree, "pvc-bar")
+    tree.add_dm(name, [(0, HALF, "linear", params.format(head_dev))], slaves=(head,))
+    dm = verdict(plan_of(tree), Kind.DM, name)
+    assert dm.verdict is Verdict.FOREIGN, dm.reason
+
+
+def test_a_leftover_proven_by_its_dangling_link_alone_must_carry_its_volumes_name(tree: PinTree) -> None:
+    """The kernel's link to a gone namespace names a Longhorn subsystem of another volume."""
+    tree.add_longhorn_volume("pvc-other", nqn=f"{LONGHORN_PREFIX}volume-pvc-y", with_node=False,
+                             backing_gone=True)
+    dm = verdict(plan_of(tree), Kind.DM, "pvc-other")
+    assert dm.verdict is Verdict.FOREIGN and "whose volume is pvc-y, not pvc-other" in dm.reason
+
+
 def test_an_idle_bare_namespace_is_stale_the_control_for_the_pins_below(tree: PinTree) -> None:
     nqn, _, _ = bare_namespace(tree, "pvc-bare")
     assert verdict(plan_of(tree), Kind.NVME, nqn).verdict is Verdict.STALE

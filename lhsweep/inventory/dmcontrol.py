@@ -55,13 +55,15 @@ def parse_target(start: int, length: int, target_type: str, params: str) -> DmTa
 
     Rule never-log-dm-table: the parameters are dropped here, never stored (a crypt table has its key).
     """
-    backing = None
+    backing = offset = None
     index = _BACKING_FIELD.get(target_type)
     if index is not None:
-        fields = params.split(None, index + 1)
+        fields = params.split(None, index + 2)
         if len(fields) > index:
             backing = _devnum_or_none(fields[index])
-    return DmTarget(start, length, target_type, backing)
+        if target_type == "linear" and len(fields) == 2 and fields[1].isascii() and fields[1].isdigit():
+            offset = int(fields[1])
+    return DmTarget(start, length, target_type, backing, offset)
 
 
 def _devnum_or_none(text: str) -> Optional[DevNum]:
