@@ -79,6 +79,40 @@ def many_namespaces(nqn: str, count: int, size_mib: int = 8) -> list[str]:
     return sorted(nvmet.heads(nqn), key=lambda h: int(h.rsplit("n", 1)[1]))
 
 
+def engine_volumes(prefix: str, count: int, size_mib: int = 8) -> list[str]:
+    """`count` V2 volumes as Longhorn makes them, named <prefix>-<i>: a subsystem each (its engine's
+    NQN, one file-backed namespace), a controller each, a dm linear and a /dev/longhorn node.
+
+    The controllers are made by writing Longhorn's connect options to /dev/nvme-fabrics, as
+    `nvme connect` does, without a process per volume (affordable under emulation).
+    """
+    port = nvmet.ensure_port()
+    names = [f"{prefix}-{i:03d}" for i in range(count)]
+    for name in names:
+        nqn = nvmet.engine_nqn(name)
+        subsystem = f"{nvmet.CONFIGFS}/subsystems/{nqn}"
+        os.mkdir(subsystem)
+        for path, value in ((f"{subsystem}/attr_allow_any_host", "1"),
+                            (f"{subsystem}/namespaces/1", None),
+                            (f"{subsystem}/namespaces/1/device_path", nvmet.sparse_file(name, size_mib)),
+                            (f"{subsystem}/namespaces/1/enable", "1")):
+            if value is None:
+                os.mkdir(path)
+            else:
+                with open(path, "w") as handle:
+                    handle.write(value)
+        os.symlink(subsystem, f"{port}/subsystems/{nqn}")
+        with open("/dev/nvme-fabrics", "w") as fabrics:
+            fabrics.write(f"transport=tcp,traddr={nvmet.ADDRESS},trsvcid={nvmet.SERVICE},nqn={nqn},"
+                          "ctrl_loss_tmo=30,keep_alive_tmo=5,reconnect_delay=2")
+    for name in names:
+        nqn = nvmet.engine_nqn(name)
+        head = wait_for(f"the namespace head of {nqn}", lambda q=nqn: (nvmet.heads(q) or [None])[0],
+                        timeout=120)
+        volumes.make_node(name, volumes.dm_linear(name, f"/dev/{head}"))
+    return names
+
+
 def volumes_on(heads: list[str], prefix: str) -> list[str]:
     """A dm linear device and a /dev/longhorn node per head, named <prefix>-<i>; the names."""
     names = []
@@ -100,8 +134,6 @@ PROFILED_VOLUMES = 20
 FLOOR_VOLUMES = 20
 HELPER_VOLUMES = 20
 RUNS = 3
-NQN = nvmet.engine_nqn("pvc-bench")
-PROFILED_NQN = nvmet.engine_nqn("pvc-profiled")
 FLOOR_NQN = nvmet.engine_nqn("pvc-floor")
 HELPER_NQN = nvmet.engine_nqn("pvc-helper")
 # What an operator (or upstream's pre-stop script) runs: list, then info and table per device.
@@ -184,8 +216,7 @@ def main() -> None:
     write_config('[sweep]\ngrace_period = 0\n[cri]\nendpoints = ["unix:///run/containerd/containerd.sock"]\n')
     runtime.start_containerd()  # a known runtime with no instance-manager: every volume is stale
     nvmet.load_modules()
-    facts["setup_s"] = timed(lambda: facts.values.update(
-        names=volumes_on(many_namespaces(NQN, VOLUMES), "pvc-b")))
+    facts["setup_s"] = timed(lambda: facts.values.update(names=engine_volumes("pvc-b", VOLUMES)))
     names = facts.values["names"]
     volumes.make_lvm()
     facts["dm_devices"] = dm_count()
@@ -206,10 +237,10 @@ def main() -> None:
     facts["sweep_outcomes"] = _outcomes(swept)
     facts["sweep_action_s"] = sum(a["duration_s"] for a in swept["actions"])
     facts["action_runs"] = action_seconds(swept)
-    facts["subsystem_namespaces"] = VOLUMES  # the loop left them all connected
+    facts["subsystems_disconnected"] = facts["lhsweep_count"]  # the loop left its own connected
     facts["dm_left"] = dm_count()
     # The profile comes from a sweep of its own (cProfile slows the Python side several times).
-    volumes_on(many_namespaces(PROFILED_NQN, PROFILED_VOLUMES), "pvc-p")
+    engine_volumes("pvc-p", PROFILED_VOLUMES)
     facts["profiled_count"] = PROFILED_VOLUMES
     profiled = lhsweep("sweep", profile=os.path.join(facts.directory, "sweep.prof"))
     facts["profiled_outcomes"] = _outcomes(profiled)

@@ -70,7 +70,7 @@ def _port_dir(service: str) -> str:
     return f"{CONFIGFS}/ports/{int(PORT) + int(service) - int(SERVICE)}"
 
 
-def _ensure_port(service: str = SERVICE) -> str:
+def ensure_port(service: str = SERVICE) -> str:
     """The TCP port 127.0.0.1:`service` in configfs, created on first use."""
     port = _port_dir(service)
     if not os.path.isdir(port):
@@ -101,7 +101,7 @@ def export(nqn: str, size_mib: int = 64, service: str = SERVICE) -> Target:
     os.mkdir(f"{subsystem}/namespaces/1")
     _put(f"{subsystem}/namespaces/1/device_path", loop)
     _put(f"{subsystem}/namespaces/1/enable", "1")
-    os.symlink(subsystem, f"{_ensure_port(service)}/subsystems/{nqn}")
+    os.symlink(subsystem, f"{ensure_port(service)}/subsystems/{nqn}")
     return Target(nqn, loop, backing)
 
 
