@@ -8,7 +8,9 @@ State (a JSON-friendly dict; sandboxes and containers are protobuf JSON of PodSa
   runtime_name, runtime_version, runtime_api_version, sandboxes, containers,
   behaviour: {call: {"delay": s, "abort": "UNIMPLEMENTED", "garbage": true, "drop": true,
                      "ignore_filter": true}},  call = Version|ListPodSandbox|ListContainers|
-                                                       GetContainerEvents
+                                                       ContainerStatus|GetContainerEvents
+  container_info: {container id: info map}  ContainerStatus's verbose info (set_pid() writes one
+                  the way containerd does); a container not listed is NOT_FOUND
   events: [{"container_id": ..., "type": "CONTAINER_STOPPED_EVENT"}]  (file mode: appended ones are sent)
 """
 
@@ -38,7 +40,7 @@ SERVICE = "runtime.v1.RuntimeService"
 # Length-delimited field 1 announcing 255 bytes, then only 2: no protobuf parser accepts it.
 GARBAGE = b"\x0a\xff\x01xx"
 LONGHORN_NAMESPACE = "longhorn-system"
-CALLS = ("Version", "ListPodSandbox", "ListContainers", "GetContainerEvents")
+CALLS = ("Version", "ListPodSandbox", "ListContainers", "ContainerStatus", "GetContainerEvents")
 
 
 def empty_state() -> dict[str, Any]:
@@ -51,6 +53,7 @@ def empty_state() -> dict[str, Any]:
         "containers": [],
         "behaviour": {},
         "events": [],
+        "container_info": {},
     }
 
 
@@ -176,6 +179,9 @@ class FakeCri:
             "ListContainers": grpc.unary_unary_rpc_method_handler(
                 self._list_containers,
                 request_deserializer=runtime_pb2.ListContainersRequest.FromString),
+            "ContainerStatus": grpc.unary_unary_rpc_method_handler(
+                self._container_status,
+                request_deserializer=runtime_pb2.ContainerStatusRequest.FromString),
             "GetContainerEvents": grpc.unary_stream_rpc_method_handler(
                 self._events, request_deserializer=runtime_pb2.GetEventsRequest.FromString),
         }
@@ -213,6 +219,17 @@ class FakeCri:
         with self._lock:
             self._state["sandboxes"].append(copy.deepcopy(sandbox))
             self._state["containers"].extend(copy.deepcopy(containers))
+
+    def set_info(self, container_id: str, info: dict[str, str]) -> None:
+        """ContainerStatus's verbose info map for `container_id` (any text, malformed or not)."""
+        with self._lock:
+            self._state["container_info"][container_id] = dict(info)
+
+    def set_pid(self, container_id: str, pid: object) -> None:
+        """Answer ContainerStatus verbose as containerd does: info["info"] JSON with "pid"."""
+        document = {"sandboxID": new_id(), "pid": pid, "removing": False, "runtimeType":
+                    "io.containerd.runc.v2"}
+        self.set_info(container_id, {"info": json.dumps(document)})
 
     def set_behaviour(self, call: str, **behaviour: Any) -> None:
         """Make `call` misbehave: delay=s, abort="CODE", garbage=True, drop=True, ignore_filter=True."""
@@ -293,6 +310,16 @@ class FakeCri:
                 i for i in items if ignore_filter or _container_matches(i, request.filter)])
 
         return self._answer("ListContainers", context, build)
+
+    def _container_status(self, request: Any, context: Any) -> bytes:
+        def build(state: dict[str, Any], _: bool) -> Any:
+            info = state.get("container_info", {}).get(request.container_id)
+            if info is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, f"fakecri: no container {request.container_id}")
+            # As containerd and CRI-O: the info map only when verbose is asked for.
+            return runtime_pb2.ContainerStatusResponse(info=info if request.verbose else {})
+
+        return self._answer("ContainerStatus", context, build)
 
     def _events(self, request: Any, context: Any) -> Any:
         _, behaviour = self._begin("GetContainerEvents", context)

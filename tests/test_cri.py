@@ -156,6 +156,48 @@ def test_garbage_bytes_are_malformed(cri: FakeCri, call: str) -> None:
     assert "\n" not in str(error)
 
 
+def test_container_pid_comes_from_the_verbose_info(cri: FakeCri) -> None:
+    cri.set_pid("c1", 4242)
+    with CriClient(cri.endpoint, TIMEOUT) as client:
+        assert client.container_pid("c1") == 4242
+    [(call, remaining)] = cri.calls
+    assert call == "ContainerStatus" and remaining is not None and remaining <= TIMEOUT + 0.1
+
+
+def test_container_pid_as_cri_o_answers_it(cri: FakeCri) -> None:
+    # CRI-O's info["info"]: sandboxID, pid, runtimeSpec, privileged (server/container_status.go).
+    cri.set_info("c1", {"info": '{"sandboxID": "s", "pid": 77, "runtimeSpec": {}, '
+                                '"privileged": true}'})
+    with CriClient(cri.endpoint, TIMEOUT) as client:
+        assert client.container_pid("c1") == 77
+
+
+@pytest.mark.parametrize("info", [
+    {}, {"other": '{"pid": 4242}'}, {"info": ""}, {"info": "not json"}, {"info": "[4242]"},
+    {"info": '{"pid": "4242"}'}, {"info": '{"pid": 4242.5}'}, {"info": '{"pid": true}'},
+    {"info": '{"pid": 1}'}, {"info": '{"pid": 0}'}, {"info": '{"pid": -5}'},
+    {"info": '{"pid": null}'}, {"info": '{"task": {"pid": 4242}}'}, {"info": "[" * 100000},
+])
+def test_container_pid_from_malformed_info_is_none(cri: FakeCri, info: dict[str, str]) -> None:
+    cri.set_info("c1", info)
+    with CriClient(cri.endpoint, TIMEOUT) as client:
+        assert client.container_pid("c1") is None
+
+
+def test_container_pid_of_an_unknown_container_is_an_error(cri: FakeCri) -> None:
+    with CriClient(cri.endpoint, TIMEOUT) as client, pytest.raises(CriCallError) as caught:
+        client.container_pid("gone")
+    assert caught.value.failure is Failure.RPC_ERROR and "NOT_FOUND" in str(caught.value)
+
+
+def test_container_pid_garbage_answer_is_malformed(cri: FakeCri) -> None:
+    cri.set_pid("c1", 4242)
+    cri.set_behaviour("ContainerStatus", garbage=True)
+    with CriClient(cri.endpoint, TIMEOUT) as client, pytest.raises(CriCallError) as caught:
+        client.container_pid("c1")
+    assert caught.value.failure is Failure.MALFORMED
+
+
 def test_containers_of_another_sandbox_are_malformed(cri: FakeCri) -> None:
     cri.add_pod(*im_pod())
     cri.set_behaviour("ListContainers", ignore_filter=True)

@@ -66,10 +66,13 @@ def test_field_numbers_are_the_cri_v1_ones() -> None:
     assert number("Container", "labels") == 8 and number("ContainerFilter", "pod_sandbox_id") == 3
     assert number("PodSandboxFilter", "label_selector") == 3
     assert number("ContainerEventResponse", "container_event_type") == 2
+    assert number("ContainerStatusRequest", "verbose") == 2
+    assert number("ContainerStatusResponse", "info") == 2
     assert runtime_pb2.ContainerState.Value("CONTAINER_RUNNING") == 1
     assert runtime_pb2.PodSandboxState.Value("SANDBOX_NOTREADY") == 1
     method = runtime_pb2.DESCRIPTOR.services_by_name["RuntimeService"].methods_by_name
     assert method["GetContainerEvents"].output_type.name == "ContainerEventResponse"
+    assert method["ContainerStatus"].output_type.name == "ContainerStatusResponse"
 
 
 def test_messages_live_in_a_private_pool() -> None:

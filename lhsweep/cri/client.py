@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,6 +132,20 @@ def decode(endpoint: str, call: str, message_type: Any, data: bytes) -> Any:
         raise CriCallError(endpoint, call, Failure.MALFORMED, f"undecodable answer: {exc}") from None
 
 
+def info_pid(text: Optional[str]) -> Optional[int]:
+    """The top-level "pid" of ContainerStatus's verbose info["info"] JSON; None unless an int > 1."""
+    if text is None:
+        return None
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    pid = document.get("pid") if isinstance(document, dict) else None
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 1:
+        return None
+    return pid
+
+
 def _enum_name(enum_type: Any, value: int) -> Optional[str]:
     try:
         return str(enum_type.Name(value))
@@ -139,7 +154,7 @@ def _enum_name(enum_type: Any, value: int) -> Optional[str]:
 
 
 class CriClient:
-    """Calls Version, ListPodSandbox and ListContainers on one CRI endpoint."""
+    """Calls Version, ListPodSandbox, ListContainers and ContainerStatus on one CRI endpoint."""
 
     def __init__(self, endpoint: str, timeout: float) -> None:
         self.endpoint = endpoint
@@ -192,6 +207,12 @@ class CriClient:
                                 f"{container.pod_sandbox_id!r}, asked for {pod_sandbox_id!r}")
         self._check_unique("ListContainers", [c.id for c in containers])
         return containers
+
+    def container_pid(self, container_id: str) -> Optional[int]:
+        """The host pid of the container's main process (verbose ContainerStatus), None if unnamed."""
+        request = runtime_pb2.ContainerStatusRequest(container_id=container_id, verbose=True)
+        answer = self._call("ContainerStatus", request, runtime_pb2.ContainerStatusResponse)
+        return info_pid(answer.info.get("info"))
 
     def _call(self, call: str, request: Any, answer_type: Any) -> Any:
         if self._channel is None:

@@ -27,7 +27,8 @@ ENUMS: dict[str, tuple[str, ...]] = {
                            "CONTAINER_STOPPED_EVENT", "CONTAINER_DELETED_EVENT"),
 }
 
-# Message -> its fields as (name, number, type). A type is a scalar ("string", "int64", "uint32"),
+# Message -> its fields as (name, number, type). A type is a scalar ("string", "int64", "uint32",
+# "bool"),
 # "map" (map<string, string>), the name of an enum or message above it, or "repeated <message>".
 MESSAGES: dict[str, tuple[tuple[str, int, str], ...]] = {
     "VersionRequest": (("version", 1, "string"),),
@@ -55,6 +56,9 @@ MESSAGES: dict[str, tuple[tuple[str, int, str], ...]] = {
                   ("image_ref", 5, "string"), ("state", 6, "ContainerState"),
                   ("created_at", 7, "int64"), ("labels", 8, "map"), ("annotations", 9, "map")),
     "ListContainersResponse": (("containers", 1, "repeated Container"),),
+    "ContainerStatusRequest": (("container_id", 1, "string"), ("verbose", 2, "bool")),
+    # status = 1 (ContainerStatus) exists; lhsweep reads only the verbose info map.
+    "ContainerStatusResponse": (("info", 2, "map"),),
     "GetEventsRequest": (),
     # pod_sandbox_status = 4 and containers_statuses = 5 exist; lhsweep does not read them.
     "ContainerEventResponse": (("container_id", 1, "string"),
@@ -67,11 +71,13 @@ METHODS = (
     ("Version", "VersionRequest", "VersionResponse", False),
     ("ListPodSandbox", "ListPodSandboxRequest", "ListPodSandboxResponse", False),
     ("ListContainers", "ListContainersRequest", "ListContainersResponse", False),
+    ("ContainerStatus", "ContainerStatusRequest", "ContainerStatusResponse", False),
     ("GetContainerEvents", "GetEventsRequest", "ContainerEventResponse", True),
 )
 
 _Field = descriptor_pb2.FieldDescriptorProto
-_SCALARS = {"string": _Field.TYPE_STRING, "int64": _Field.TYPE_INT64, "uint32": _Field.TYPE_UINT32}
+_SCALARS = {"string": _Field.TYPE_STRING, "int64": _Field.TYPE_INT64, "uint32": _Field.TYPE_UINT32,
+            "bool": _Field.TYPE_BOOL}
 
 
 def _map_entry_name(field: str) -> str:
@@ -167,5 +173,7 @@ ContainerMetadata = _message("ContainerMetadata")
 ImageSpec = _message("ImageSpec")
 Container = _message("Container")
 ListContainersResponse = _message("ListContainersResponse")
+ContainerStatusRequest = _message("ContainerStatusRequest")
+ContainerStatusResponse = _message("ContainerStatusResponse")
 GetEventsRequest = _message("GetEventsRequest")
 ContainerEventResponse = _message("ContainerEventResponse")

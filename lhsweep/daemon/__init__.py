@@ -17,6 +17,7 @@ from lhsweep.daemon.cri_watch import CriWatcher, open_event_stream
 from lhsweep.daemon.inotify import PodDirWatcher
 from lhsweep.daemon.loop import Daemon, Parts
 from lhsweep.daemon.notify import Notifier
+from lhsweep.daemon.pidfds import ExitWatch
 from lhsweep.daemon.uevents import UeventWatcher
 from lhsweep.daemon.worker import SweepFn, TrackedRunner
 from lhsweep.errors import ConfigError, LockBusyError, PrivilegeError, StateError
@@ -63,7 +64,8 @@ def default_cri_watcher(config: Config, host_root: str) -> CriWatcher:
     from lhsweep.host import HostRoot  # noqa: PLC0415
 
     host = HostRoot(host_root)
-    watcher = CriWatcher(config, open_event_stream, lambda c: query_runtime(c, host))
+    watcher = CriWatcher(config, open_event_stream, lambda c: query_runtime(c, host),
+                         exits=ExitWatch(host))
     watcher.start()
     return watcher
 

@@ -2,7 +2,9 @@
 
 The gRPC stream blocks, so it is read in a thread of its own that only ever wakes the main
 loop through a pipe. Only a stop or delete of a known instance-manager container matters: a
-new instance-manager also creates a pod directory, which the inotify watch reports.
+new instance-manager also creates a pod directory, which the inotify watch reports. While
+polling, the thread also waits on pidfds of the running instance-managers' main processes
+(daemon/pidfds.py), so that an exit wakes it at once rather than at the next poll.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from typing import Callable, Optional, Protocol
 
 from lhsweep.config import Config
+from lhsweep.daemon.pidfds import ExitWatch
 from lhsweep.daemon.timers import Backoff
 from lhsweep.daemon.wakeup import WakePipe
 from lhsweep.errors import RuntimeQueryError
@@ -67,7 +70,7 @@ class CriWatcher:
 
     def __init__(self, config: Config, stream_factory: StreamFactory, query: QueryFn,
                  unimplemented: Callable[[RuntimeQueryError], bool] = is_unimplemented,
-                 backoff: Optional[Backoff] = None) -> None:
+                 backoff: Optional[Backoff] = None, exits: Optional[ExitWatch] = None) -> None:
         self._config = config
         self._open = stream_factory
         self._query = query
@@ -77,6 +80,9 @@ class CriWatcher:
         self._lock = threading.Lock()
         self._pending: set[str] = set()
         self._known: frozenset[str] = frozenset()
+        self._running: frozenset[str] = frozenset()
+        self._exits = exits or ExitWatch(None)
+        self._stop_pipe: Optional[WakePipe] = None  # the polling thread's own, while it polls
         self._baseline: Optional[tuple[object, ...]] = None
         self._endpoint = ""
         self._located = threading.Event()
@@ -101,6 +107,8 @@ class CriWatcher:
                                     if im.container_id)
             self._baseline = fingerprint(view)
             if view.state is RuntimeState.KNOWN and view.endpoint:
+                self._running = frozenset(im.container_id for im in view.instance_managers
+                                          if im.container_id and im.container_state == "running")
                 self._endpoint = view.endpoint
                 self._located.set()
 
@@ -117,6 +125,8 @@ class CriWatcher:
         self._located.set()
         with self._lock:
             stream = self._stream
+            if self._stop_pipe is not None:
+                self._stop_pipe.poke()
         if stream is not None:
             stream.cancel()
         if self._thread.is_alive():
@@ -172,10 +182,32 @@ class CriWatcher:
     def _poll(self) -> None:
         """The runtime has no event stream: ask it every cri.poll_interval, sweep on a change."""
         self.mode = "polling"
-        while not self._stop.wait(self._config.cri_poll_interval):
-            current = fingerprint(self._query(self._config))
+        with self._lock:
+            self._stop_pipe = stop = WakePipe()
+        try:
+            while self._wait_interval(stop.fileno()):
+                current = fingerprint(self._query(self._config))
+                with self._lock:
+                    changed = self._baseline is not None and current != self._baseline
+                    self._baseline = current
+                if changed:
+                    self._fire("cri-poll")
+        finally:
+            self._exits.close()
             with self._lock:
-                changed = self._baseline is not None and current != self._baseline
-                self._baseline = current
-            if changed:
-                self._fire("cri-poll")
+                self._stop_pipe = None
+            stop.close()
+
+    def _wait_interval(self, stop_fd: int) -> bool:
+        """One poll interval, raising im-exit as a watched instance-manager exits; False on stop."""
+        deadline = time.monotonic() + self._config.cri_poll_interval
+        with self._lock:
+            endpoint, running = self._endpoint, self._running
+        self._exits.track(endpoint, self._config.cri_timeout, running)
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self._exits.wait(stop_fd, remaining):
+                self._fire("im-exit")
+        return False
