@@ -127,8 +127,8 @@ def _add_users(host: Host, dm: DmDevice, spec: dict) -> None:
     if spec["holders_unknown"] or spec["open_count_unknown"]:
         i = next(i for i, d in enumerate(host.dm) if d.name == dm.name)
         current = host.dm[i]
-        host.dm[i] = replace(current, holders=None if spec["holders_unknown"] else current.holders,
-                             open_count=None if spec["open_count_unknown"] else current.open_count)
+        host.dm[i] = current._replace(holders=None if spec["holders_unknown"] else current.holders,
+                                      open_count=None if spec["open_count_unknown"] else current.open_count)
 
 
 def _runtime(spec: object) -> RuntimeView:

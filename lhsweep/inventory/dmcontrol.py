@@ -9,8 +9,7 @@ so they come from a DmControl: the ioctl in-process, or one batched set of dmset
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import NamedTuple, Optional, Protocol
 
 from lhsweep.model import DevNum, DmTarget
 from lhsweep.tools import ToolResult, ToolRunner
@@ -19,8 +18,7 @@ from lhsweep.tools import ToolResult, ToolRunner
 _BACKING_FIELD = {"linear": 0, "crypt": 3}
 
 
-@dataclass(frozen=True)
-class DmState:
+class DmState(NamedTuple):
     """One dm device as the control interface reports it; never the raw table parameters."""
 
     name: str

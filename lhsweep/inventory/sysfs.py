@@ -62,7 +62,7 @@ def read_block_devices(host: HostRoot, problems: Problems) -> tuple[tuple[BlockD
         if link is None:
             unread.append(f"{SYS_DEV_BLOCK}/{entry}: not a link")
             continue
-        devices.append(BlockDevice(posixpath.basename(link.rstrip("/")), dev))
+        devices.append(BlockDevice(link.rstrip("/").rpartition("/")[2], dev))  # its basename
     for line in unread:
         problems.add(line)
     return tuple(devices), summary(unread)
