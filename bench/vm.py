@@ -147,7 +147,7 @@ def top_functions(path: Path, count: int = 8) -> str:
 
 
 def _removal_section(facts: dict[str, Any], why: str, boot: str, directory: Path) -> Section:
-    if "lhsweep_sweep_s" not in facts:
+    if "dm_left" not in facts:  # the last fact of the sweep's part
         return _unmeasured(REMOVAL_TITLE, why)
     removed = facts["sweep_outcomes"].get("dm:removed", 0)
     if removed != facts["lhsweep_count"]:
