@@ -269,7 +269,7 @@ def _detection_rows(rounds: list[dict[str, Any]]) -> list[list[str]]:
         before = [s for s in r.get("sweeps", []) if s["start_s"] <= r["first_removal_start_s"]]
         if before:
             starts.append((max(s["start_s"] for s in before), r["first_removal_start_s"],
-                           len(before), before[-1]["triggers"]))
+                           len(before), " then ".join(s["triggers"] or "-" for s in before)))
     if not starts:
         return []
     return [
@@ -277,9 +277,9 @@ def _detection_rows(rounds: list[dict[str, Any]]) -> list[list[str]]:
          ms(statistics.median(s for s, _, _, _ in starts)), ""],
         ["of which that sweep's start to its first removal (CRI query, inventory, plan), median",
          ms(statistics.median(f - s for s, f, _, _ in starts)), ""],
-        ["sweeps summarised after SIGKILL up to that one (quiet ones log at debug, not kept), "
-         "its triggers, per round",
-         "; ".join(f"{n}, {t or '-'}" for _, _, n, t in starts), ""],
+        ["sweeps after SIGKILL up to that one (the daemon runs with --verbose: quiet sweeps are "
+         "summarised too), their triggers in order, per round",
+         "; ".join(f"{n}: {t}" for _, _, n, t in starts), ""],
     ]
 
 

@@ -241,9 +241,20 @@ def polling_runtime() -> Iterator[tuple[FakeCri, str, Config]]:
                                                 cri_timeout=TIMEOUT, cri_poll_interval=POLL_S)
 
 
-def test_polling_watcher_fires_im_exit_promptly_when_the_process_dies(
+def _exited(fake: FakeCri) -> None:
+    """The runtime reports the instance-manager's container exited (the shim reaped it)."""
+    state = fake.state()
+    state["containers"][0]["state"] = "CONTAINER_EXITED"
+    fake.set_state(state)
+
+
+@pytest.mark.parametrize("runtime_lag_s", [0.0, 0.5])
+def test_polling_watcher_fires_im_exit_promptly_once_the_runtime_reports_the_exit(
     tmp_path: Path, child: subprocess.Popen[bytes], polling_runtime: tuple[FakeCri, str, Config],
+    runtime_lag_s: float,
 ) -> None:
+    """The pidfd wakes the watcher at the exit; it asks the runtime at once and then every
+    EXIT_REPOLL_S, so the trigger follows the runtime's own record (here late by `runtime_lag_s`)."""
     fake, container_id, config = polling_runtime
     fake.set_pid(container_id, child.pid)
     cgroup(tmp_path, child.pid, systemd_cgroup(container_id))
@@ -256,9 +267,32 @@ def test_polling_watcher_fires_im_exit_promptly_when_the_process_dies(
         assert watcher.mode == "polling" and watcher.handle() is None
         child.kill()
         killed = time.monotonic()
+        time.sleep(runtime_lag_s)
+        _exited(fake)
         assert _wait_readable(watcher, PROMPT_S), "no trigger after the process was killed"
         assert time.monotonic() - killed < PROMPT_S
         assert watcher.handle() == "im-exit"
+    finally:
+        watcher.close()
+
+
+def test_an_exit_the_runtime_does_not_report_raises_no_trigger(
+    tmp_path: Path, child: subprocess.Popen[bytes], polling_runtime: tuple[FakeCri, str, Config],
+) -> None:
+    """The exit only hastens the questions: what the runtime answers decides (it still says running)."""
+    fake, container_id, config = polling_runtime
+    fake.set_pid(container_id, child.pid)
+    cgroup(tmp_path, child.pid, systemd_cgroup(container_id))
+    exits = ExitWatch(host_tree(tmp_path))
+    watcher = CriWatcher(config, open_event_stream, _query, exits=exits)
+    watcher.observed(_query(config))
+    watcher.start()
+    try:
+        assert _wait_watched(exits, frozenset({container_id}))
+        asked = len(fake.calls)
+        child.kill()
+        assert not _wait_readable(watcher, QUIET_S)
+        assert len(fake.calls) > asked + 3, "the runtime was not asked again and again after the exit"
     finally:
         watcher.close()
 

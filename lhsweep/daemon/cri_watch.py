@@ -23,6 +23,10 @@ from lhsweep.model import RuntimeState, RuntimeView
 
 # A stream that broke after running this long may have lost events: sweep once to catch up.
 STREAM_HEALTHY_S = 5.0
+# An instance-manager's process exited: its runtime says so a moment later (the shim reaps it
+# first). Until then ask this often, for at most this long; the runtime's answer is what triggers.
+EXIT_REPOLL_S = 0.1
+EXIT_REPOLL_FOR_S = 10.0
 _ENDING_EVENTS = ("stopped", "deleted")
 
 
@@ -180,34 +184,49 @@ class CriWatcher:
                 self._stream = None
 
     def _poll(self) -> None:
-        """The runtime has no event stream: ask it every cri.poll_interval, sweep on a change."""
+        """The runtime has no event stream: ask it every cri.poll_interval, sweep on a change.
+
+        A watched instance-manager's exit makes it ask at once, then every EXIT_REPOLL_S until
+        the runtime reports a change (trigger im-exit) or EXIT_REPOLL_FOR_S has passed.
+        """
         self.mode = "polling"
         with self._lock:
             self._stop_pipe = stop = WakePipe()
+        hurry_until = 0.0
         try:
-            while self._wait_interval(stop.fileno()):
+            while True:
+                hurrying = time.monotonic() < hurry_until
+                interval = self._config.cri_poll_interval
+                exited = self._wait_interval(stop.fileno(), min(EXIT_REPOLL_S, interval) if hurrying
+                                             else interval)
+                if exited is None:
+                    return
+                if exited:
+                    hurrying, hurry_until = True, time.monotonic() + EXIT_REPOLL_FOR_S
                 current = fingerprint(self._query(self._config))
                 with self._lock:
                     changed = self._baseline is not None and current != self._baseline
                     self._baseline = current
                 if changed:
-                    self._fire("cri-poll")
+                    self._fire("im-exit" if hurrying else "cri-poll")
+                    hurry_until = 0.0
         finally:
             self._exits.close()
             with self._lock:
                 self._stop_pipe = None
             stop.close()
 
-    def _wait_interval(self, stop_fd: int) -> bool:
-        """One poll interval, raising im-exit as a watched instance-manager exits; False on stop."""
-        deadline = time.monotonic() + self._config.cri_poll_interval
+    def _wait_interval(self, stop_fd: int, interval: float) -> Optional[bool]:
+        """Wait `interval` s: True as soon as a watched instance-manager exits, False at its end,
+        None on stop."""
+        deadline = time.monotonic() + interval
         with self._lock:
             endpoint, running = self._endpoint, self._running
         self._exits.track(endpoint, self._config.cri_timeout, running)
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return True
+                return False
             if self._exits.wait(stop_fd, remaining):
-                self._fire("im-exit")
-        return False
+                return True
+        return None
