@@ -60,6 +60,9 @@ def check_state_dir(state_dir: str) -> None:
 
 def default_cri_watcher(config: Config, host_root: str) -> CriWatcher:
     """A started CRI watcher on the real runtime (kubelet's, found below `host_root`)."""
+    # grpc.aio (the event stream's) is set up here, in the main thread: set up first in the
+    # watcher's thread, the idle daemon woke ~1 time a second more (152 -> 210 a minute).
+    import lhsweep.cri.events  # noqa: F401, PLC0415
     from lhsweep.cri.view import query_runtime  # noqa: PLC0415
     from lhsweep.host import HostRoot  # noqa: PLC0415
 
