@@ -273,7 +273,8 @@ def _detection_rows(rounds: list[dict[str, Any]]) -> list[list[str]]:
     if not starts:
         return []
     return [
-        ["of which SIGKILL to the start of the sweep that removed (CRI poll, debounce), median",
+        ["of which SIGKILL to the start of the sweep that removed (the runtime records the exit, debounce), "
+         "median",
          ms(statistics.median(s for s, _, _, _ in starts)), ""],
         ["of which that sweep's start to its first removal (CRI query, inventory, plan), median",
          ms(statistics.median(f - s for s, f, _, _ in starts)), ""],
