@@ -241,6 +241,19 @@ def polling_runtime() -> Iterator[tuple[FakeCri, str, Config]]:
                                                 cri_timeout=TIMEOUT, cri_poll_interval=POLL_S)
 
 
+def _started_watcher(tmp_path: Path, child: subprocess.Popen[bytes], fake: FakeCri, container_id: str,
+                     config: Config, cgroup_names: str) -> tuple[CriWatcher, ExitWatch]:
+    """A started polling watcher; the runtime names `child` as the container's process, whose host
+    cgroup names `cgroup_names`."""
+    fake.set_pid(container_id, child.pid)
+    cgroup(tmp_path, child.pid, systemd_cgroup(cgroup_names))
+    exits = ExitWatch(host_tree(tmp_path))
+    watcher = CriWatcher(config, open_event_stream, _query, exits=exits)
+    watcher.observed(_query(config))
+    watcher.start()
+    return watcher, exits
+
+
 def _exited(fake: FakeCri) -> None:
     """The runtime reports the instance-manager's container exited (the shim reaped it)."""
     state = fake.state()
@@ -256,12 +269,7 @@ def test_polling_watcher_fires_im_exit_promptly_once_the_runtime_reports_the_exi
     """The pidfd wakes the watcher at the exit; it asks the runtime at once and then every
     EXIT_REPOLL_S, so the trigger follows the runtime's own record (here late by `runtime_lag_s`)."""
     fake, container_id, config = polling_runtime
-    fake.set_pid(container_id, child.pid)
-    cgroup(tmp_path, child.pid, systemd_cgroup(container_id))
-    exits = ExitWatch(host_tree(tmp_path))
-    watcher = CriWatcher(config, open_event_stream, _query, exits=exits)
-    watcher.observed(_query(config))
-    watcher.start()
+    watcher, exits = _started_watcher(tmp_path, child, fake, container_id, config, container_id)
     try:
         assert _wait_watched(exits, frozenset({container_id}))
         assert watcher.mode == "polling" and watcher.handle() is None
@@ -281,12 +289,7 @@ def test_an_exit_the_runtime_does_not_report_raises_no_trigger(
 ) -> None:
     """The exit only hastens the questions: what the runtime answers decides (it still says running)."""
     fake, container_id, config = polling_runtime
-    fake.set_pid(container_id, child.pid)
-    cgroup(tmp_path, child.pid, systemd_cgroup(container_id))
-    exits = ExitWatch(host_tree(tmp_path))
-    watcher = CriWatcher(config, open_event_stream, _query, exits=exits)
-    watcher.observed(_query(config))
-    watcher.start()
+    watcher, exits = _started_watcher(tmp_path, child, fake, container_id, config, container_id)
     try:
         assert _wait_watched(exits, frozenset({container_id}))
         asked = len(fake.calls)
@@ -301,12 +304,7 @@ def test_polling_watcher_stays_quiet_when_the_cgroup_names_another_container(
     tmp_path: Path, child: subprocess.Popen[bytes], polling_runtime: tuple[FakeCri, str, Config],
 ) -> None:
     fake, container_id, config = polling_runtime
-    fake.set_pid(container_id, child.pid)
-    cgroup(tmp_path, child.pid, systemd_cgroup("0" * 64))
-    exits = ExitWatch(host_tree(tmp_path))
-    watcher = CriWatcher(config, open_event_stream, _query, exits=exits)
-    watcher.observed(_query(config))
-    watcher.start()
+    watcher, exits = _started_watcher(tmp_path, child, fake, container_id, config, "0" * 64)
     try:
         deadline = time.monotonic() + 2 * TIMEOUT
         while ("ContainerStatus" not in [c for c, _ in fake.calls]
@@ -323,12 +321,7 @@ def test_closing_the_watcher_closes_its_pidfds_promptly(
     tmp_path: Path, child: subprocess.Popen[bytes], polling_runtime: tuple[FakeCri, str, Config],
 ) -> None:
     fake, container_id, config = polling_runtime
-    fake.set_pid(container_id, child.pid)
-    cgroup(tmp_path, child.pid, systemd_cgroup(container_id))
-    exits = ExitWatch(host_tree(tmp_path))
-    watcher = CriWatcher(config, open_event_stream, _query, exits=exits)
-    watcher.observed(_query(config))
-    watcher.start()
+    watcher, exits = _started_watcher(tmp_path, child, fake, container_id, config, container_id)
     try:
         assert _wait_watched(exits, frozenset({container_id})) and pidfds_open() == 1
     finally:
