@@ -26,7 +26,9 @@ from lhsweep.model import (
     ActionOutcome,
     ActionResult,
     DevNum,
+    DmDevice,
     Entry,
+    Identity,
     Kind,
     Plan,
     device_at,
@@ -44,6 +46,16 @@ class _Skip(Exception):
 
 class _Satisfied(_Skip):
     """Not removed now, yet what waits for it may go ahead (already gone, or a dry run)."""
+
+
+def _same_dm(dm: DmDevice, planned: Identity, whose: str) -> None:
+    """Skip unless `dm` is still the planned device: its number and its table's shape."""
+    if dm.targets is None:
+        raise _Skip(f"{whose}its table could not be read right before removal")
+    if dm.dev != planned.dev:
+        raise _Skip(f"{whose}now {dm.dev}, planned as {planned.dev}: re-created since")
+    if table_fingerprint(dm.targets) != planned.fingerprint:
+        raise _Skip(f"{whose}its table changed since it was planned (reloaded?)")
 
 
 @dataclass
@@ -81,9 +93,7 @@ class Actor:
                 raise _Skip("not started: lhsweep is stopping")
             if waiting:
                 raise _Skip(f"waits for {', '.join(waiting)}, which was not removed")
-            changed = self.runtime_changed()
-            if changed:
-                raise _Skip(f"not started: {changed}")
+            self._confirm_runtime()
             self._refuse_if_stuck(entry)
             result = self._remove(entry, dry_run)
         except _Satisfied as satisfied:
@@ -116,13 +126,24 @@ class Actor:
                 self._recheck(entry)
             raise _Satisfied("dry run: would remove")
         with self._longhorn_locks(entry.volume or entry.name):
+            # The runtime once more after the re-check (which may read every process's tables):
+            # the removal itself never rests on an answer older than RECONFIRM_AFTER_S.
             if entry.kind is Kind.DM:
                 self._recheck_dm(entry)
+                self._confirm_runtime()
                 return self._control().remove(entry.name, self.runner)
             if entry.kind is Kind.NVME:
-                return self._disconnect(entry.name, self._recheck_nvme(entry))
+                controllers = self._recheck_nvme(entry)
+                self._confirm_runtime()
+                return self._disconnect(entry.name, controllers)
             self._recheck_node(entry)
+            self._confirm_runtime()
             return self._unlink_node(entry)
+
+    def _confirm_runtime(self) -> None:
+        changed = self.runtime_changed()
+        if changed:
+            raise _Skip(f"not started: {changed}")
 
     def _recheck(self, entry: Entry) -> None:
         if entry.kind is Kind.DM:
@@ -147,12 +168,13 @@ class Actor:
         dm = read_dm_device(self.host, entry.name, self.dm_control)
         if dm is None:
             raise _Satisfied("already gone")
-        if dm.targets is None:
-            raise _Skip("its table could not be read right before removal")
-        if dm.dev != entry.identity.dev:
-            raise _Skip(f"now {dm.dev}, planned as {entry.identity.dev}: re-created since")
-        if table_fingerprint(dm.targets) != entry.identity.fingerprint:
-            raise _Skip("its table changed since it was planned (reloaded?)")
+        _same_dm(dm, entry.identity, "")
+        parent = entry.identity.parent
+        if parent is not None:  # an -encrypted child goes only while its parent is the one planned
+            found = read_dm_device(self.host, parent.name, self.dm_control)
+            if found is None:
+                raise _Skip(f"its parent dm {parent.name} is gone")
+            _same_dm(found, parent, f"its parent dm {parent.name}: ")
         gone = entry.identity.backing_gone
         back = kernel_name_of(self.host, gone) if gone is not None else None
         if back is not None:

@@ -35,10 +35,11 @@ def volume_of_nqn(nqn: str) -> str:
     if not nqn.startswith(LONGHORN_NQN_PREFIX):
         return ""
     suffix = nqn[len(LONGHORN_NQN_PREFIX) :]
+    match = _ENGINE.fullmatch(suffix)
     if suffix.startswith("volume-"):
-        volume = suffix[len("volume-") :]
+        # volume-data-e-0 is 1.12's volume data-e-0, or engine 0 of a volume named volume-data.
+        volume = "" if match else suffix[len("volume-") :]
     else:
-        match = _ENGINE.fullmatch(suffix)
         volume = match.group("vol") if match else ""
     return volume if fits_name(volume) else ""
 

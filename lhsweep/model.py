@@ -317,6 +317,9 @@ class Identity(NamedTuple):
     # dm (each device of a volume's group): the backing the plan found gone. Back again means a
     # new connection took its number, and the table may be in use again (re-adopted).
     backing_gone: Optional[DevNum] = None
+    # dm `-encrypted` child: its parent as planned. A parent re-created or reloaded since (onto a
+    # new connection) may be in use again, and the child with it.
+    parent: Optional[Identity] = None
 
 
 def device_at(kernel_name: Optional[str], dm_name: Optional[str]) -> str:

@@ -171,9 +171,10 @@ def _plan_dm_devices(ctx: _Context) -> dict[str, _Draft]:
     return drafts
 
 
-def _identity(dm: DmDevice, backing_gone: Optional[DevNum] = None) -> Identity:
+def _identity(dm: DmDevice, backing_gone: Optional[DevNum] = None,
+              parent: Optional[Identity] = None) -> Identity:
     return Identity(name=dm.name, dev=dm.dev, fingerprint=table_fingerprint(dm.targets),
-                    backing_gone=backing_gone)
+                    backing_gone=backing_gone, parent=parent)
 
 
 def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
@@ -194,7 +195,8 @@ def _plan_dm_group(ctx: _Context, dm: DmDevice) -> dict[str, _Draft]:
     group: dict[str, _Draft] = {}
     for member in members:
         is_child = member is child
-        draft = _Draft(Kind.DM, member.name, Verdict.UNKNOWN, "", _identity(member, gone), dm.name,
+        identity = _identity(member, gone, _identity(dm, gone) if is_child else None)
+        draft = _Draft(Kind.DM, member.name, Verdict.UNKNOWN, "", identity, dm.name,
                        ORDER_DM_CHILD if is_child else ORDER_DM)
         draft.decided(verdict, f" ({why})")
         if child is not None and not is_child:

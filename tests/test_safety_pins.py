@@ -18,6 +18,7 @@ from typing import Any, Optional, Union
 
 import pytest
 
+import lhsweep.act
 import lhsweep.sweep
 from lhsweep.act import Actor
 from lhsweep.config import Config
@@ -26,7 +27,7 @@ from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
 from lhsweep.longhorn import volume_lock_path
 from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
-from lhsweep.sweep import run_sweep, scan
+from lhsweep.sweep import RuntimeConfirmation, run_sweep, scan
 from lhsweep.tools import ToolResult, ToolRunner
 from tests.fakes.kerneltree import CTL
 from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
@@ -826,8 +827,9 @@ def test_an_instance_manager_seen_during_a_long_sweep_stops_its_removals(
     an instance-manager that started meanwhile stops every removal after it."""
     monkeypatch.setattr(lhsweep.sweep, "RECONFIRM_AFTER_S", 0.0)
     tree.add_longhorn_volume("pvc-long")
-    # The scan's answer, the one right before acting, the dm device's; then the newcomer.
-    answers = [runtime_with(), runtime_with(), runtime_with(), im_started_after_the_tree()]
+    # The scan's answer, the one right before acting, the dm device's two (before its re-check and
+    # after it); then the newcomer.
+    answers = [runtime_with()] * 4 + [im_started_after_the_tree()]
 
     def query(_config: Config, _host: HostRoot) -> RuntimeView:
         return answers.pop(0) if len(answers) > 1 else answers[0]
@@ -840,6 +842,54 @@ def test_an_instance_manager_seen_during_a_long_sweep_stops_its_removals(
     node = outcomes[(Kind.NODE, "pvc-long")]
     assert node.result.value == "skipped" and "started during the sweep" in node.detail
     assert os.path.exists(tree.p("/dev/longhorn/pvc-long"))
+
+
+def test_a_removal_rests_on_a_runtime_answer_asked_after_its_recheck(
+        tree: PinTree, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-check that reads every process's tables can take longer than RECONFIRM_AFTER_S: the
+    runtime is asked again after it, under Longhorn's locks, right before the removal."""
+    plan = stale_volume_plan(tree, "pvc-slow")
+    now = [0.0]
+    answers = [runtime_with(), im_started_after_the_tree()]
+    asked: list[float] = []
+
+    def ask() -> RuntimeView:
+        asked.append(now[0])
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    confirmed = RuntimeConfirmation(runtime_with(), ask, False, clock=lambda: now[0])
+    assert confirmed.changed() == ""  # run_sweep's confirmation, at 0 s
+    read_usage = lhsweep.act.read_usage
+
+    def slow_usage(host: HostRoot) -> Any:  # a busy node's /proc
+        now[0] += 1.5
+        return read_usage(host)
+
+    monkeypatch.setattr(lhsweep.act, "read_usage", slow_usage)
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), use_tools=True,
+                  runtime_changed=confirmed.changed)
+    outcomes = {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
+    nvme = next(o for (kind, _), o in outcomes.items() if kind is Kind.NVME)
+    assert asked[0] == 0.0 and len(asked) == 2, asked
+    assert nvme.result.value == "skipped" and "started during the sweep" in nvme.detail
+
+
+def test_an_encrypted_child_whose_parent_was_reloaded_onto_a_new_connection_stays(tree: PinTree) -> None:
+    """The backing found gone; the engine reconnects on another number (the old one is taken) and
+    go-spdk-helper reloads the parent's table onto it: the child's own table and the old number
+    say nothing, the parent's table does."""
+    volume = tree.add_longhorn_volume("pvc-re", backing_gone=True, encrypted=True)
+    plan = plan_of(tree)
+    assert {e.verdict for e in plan.entries} == {Verdict.STALE}
+    tree.connect(OTHER_VENDOR_NQN)  # takes the old number
+    new_dev = tree.connect(volume.nqn)[3]
+    tree.disconnect(OTHER_VENDOR_NQN)
+    assert new_dev != volume.backing_dev
+    tree.set_dm("pvc-re", targets=[[0, VOLUME_SECTORS, "linear", f"{new_dev} 0"]])
+    outcomes = execute(tree, plan)
+    child = outcomes[(Kind.DM, "pvc-re-encrypted")]
+    assert child.result.value == "skipped" and "its parent dm pvc-re: its table changed" in child.detail
+    assert removed_dm(tree) == []
 
 
 def test_a_dm_device_recreated_with_another_number_between_plan_and_act_stays(tree: PinTree) -> None:
@@ -935,7 +985,8 @@ def test_the_volume_lock_of_an_engine_nqn_keeps_its_controller(tree: PinTree, su
     assert tree.subsystem_of(nqn) is not None
 
 
-@pytest.mark.parametrize("suffix", ["pvc-x", "pvc-x-e-01", "pvc-x-e-0123abc", "pvc-x-r-0123abcd"])
+@pytest.mark.parametrize("suffix", ["pvc-x", "pvc-x-e-01", "pvc-x-e-0123abc", "pvc-x-r-0123abcd",
+                                    "volume-pvc-x-e-0"])  # 1.12's pvc-x-e-0, or volume-pvc-x's engine
 def test_an_nqn_suffix_of_no_known_shape_names_no_volume(tree: PinTree, suffix: str) -> None:
     """Neither its volume's lock nor its exclusions can be told: never read as a volume name."""
     nqn, _, _ = bare_namespace(tree, "", suffix)
