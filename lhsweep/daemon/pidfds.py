@@ -2,9 +2,12 @@
 
 Only a trigger for the polling CRI watch: nothing learnt here reaches a verdict, and a pid that
 cannot be learnt, opened or proven to be the container's leaves that container without a pidfd.
-A pid is the container's when, after pidfd_open() pinned the process, its /proc/<pid>/cgroup on
-the host names the container id; pids are only compared at all when lhsweep shares the host's
-pid namespace (a container without hostPID does not).
+A pid is the container's when, after pidfd_open(), its /proc/<pid>/cgroup on the host names the
+container id; pids are only compared at all when lhsweep shares the host's pid namespace (a
+container without hostPID does not). A pidfd follows the process it was opened on, yet a pid
+number passes to another process once its own is reaped, so the open or the cgroup read can meet
+another process than the runtime meant: that costs at most a missed or an early wake, since an
+exit only makes the watcher ask the runtime sooner.
 """
 
 from __future__ import annotations
