@@ -86,22 +86,10 @@ def engine_volumes(prefix: str, count: int, size_mib: int = 8) -> list[str]:
     The controllers are made by writing Longhorn's connect options to /dev/nvme-fabrics, as
     `nvme connect` does, without a process per volume (affordable under emulation).
     """
-    port = nvmet.ensure_port()
     names = [f"{prefix}-{i:03d}" for i in range(count)]
     for name in names:
         nqn = nvmet.engine_nqn(name)
-        subsystem = f"{nvmet.CONFIGFS}/subsystems/{nqn}"
-        os.mkdir(subsystem)
-        for path, value in ((f"{subsystem}/attr_allow_any_host", "1"),
-                            (f"{subsystem}/namespaces/1", None),
-                            (f"{subsystem}/namespaces/1/device_path", nvmet.sparse_file(name, size_mib)),
-                            (f"{subsystem}/namespaces/1/enable", "1")):
-            if value is None:
-                os.mkdir(path)
-            else:
-                with open(path, "w") as handle:
-                    handle.write(value)
-        os.symlink(subsystem, f"{port}/subsystems/{nqn}")
+        nvmet.add_subsystem(nqn, nvmet.sparse_file(name, size_mib))
         with open("/dev/nvme-fabrics", "w") as fabrics:
             fabrics.write(f"transport=tcp,traddr={nvmet.ADDRESS},trsvcid={nvmet.SERVICE},nqn={nqn},"
                           "ctrl_loss_tmo=30,keep_alive_tmo=5,reconnect_delay=2")

@@ -70,7 +70,7 @@ def _port_dir(service: str) -> str:
     return f"{CONFIGFS}/ports/{int(PORT) + int(service) - int(SERVICE)}"
 
 
-def ensure_port(service: str = SERVICE) -> str:
+def _ensure_port(service: str = SERVICE) -> str:
     """The TCP port 127.0.0.1:`service` in configfs, created on first use."""
     port = _port_dir(service)
     if not os.path.isdir(port):
@@ -95,14 +95,19 @@ def export(nqn: str, size_mib: int = 64, service: str = SERVICE) -> Target:
     """Export a new subsystem `nqn` with one namespace on a fresh loop device, on TCP port `service`."""
     load_modules()
     loop, backing = make_loop(re.sub(r"[^A-Za-z0-9._-]", "_", nqn), size_mib)
+    add_subsystem(nqn, loop, service)
+    return Target(nqn, loop, backing)
+
+
+def add_subsystem(nqn: str, device_path: str, service: str = SERVICE) -> None:
+    """Export subsystem `nqn` with namespace 1 on `device_path` (a block device or a plain file)."""
     subsystem = f"{CONFIGFS}/subsystems/{nqn}"
     os.mkdir(subsystem)
     _put(f"{subsystem}/attr_allow_any_host", "1")
     os.mkdir(f"{subsystem}/namespaces/1")
-    _put(f"{subsystem}/namespaces/1/device_path", loop)
+    _put(f"{subsystem}/namespaces/1/device_path", device_path)
     _put(f"{subsystem}/namespaces/1/enable", "1")
-    os.symlink(subsystem, f"{ensure_port(service)}/subsystems/{nqn}")
-    return Target(nqn, loop, backing)
+    os.symlink(subsystem, f"{_ensure_port(service)}/subsystems/{nqn}")
 
 
 def unexport(nqn: str) -> None:
