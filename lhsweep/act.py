@@ -230,8 +230,8 @@ class Actor:
 
     def _recheck_nvme(self, entry: Entry) -> tuple[str, ...]:
         """The subsystem's controllers, once it is known to be unused still."""
-        # Only this subsystem is probed for claims: only its volume's lock is held.
-        subsystems, unread = read_subsystems(self.host, claims_of=entry.name)
+        # Only this NQN's subsystems are read and probed for claims: only its volume's lock is held.
+        subsystems, unread = read_subsystems(self.host, only_nqn=entry.name)
         found = [s for s in subsystems if s.nqn == entry.name and s.controllers]
         if not found and unread:
             raise _Skip(f"cannot re-read the NVMe subsystems: {unread}")

@@ -38,19 +38,21 @@ _PARTITION = re.compile(r"nvme\d+n\d+p\d+")
 
 def read_subsystems(host: HostRoot, problems: Optional[Problems] = None,
                     devs: Optional[Mapping[str, DevNum]] = None,
-                    claims: str = "", claims_of: str = "") -> tuple[tuple[NvmeSubsystem, ...], str]:
+                    claims: str = "", only_nqn: str = "") -> tuple[tuple[NvmeSubsystem, ...], str]:
     """Every NVMe subsystem in /sys/class/nvme-subsystem with its controllers and namespaces.
 
     `devs` (kernel name -> number, from a whole listing of /sys/dev/block) saves reading each
     namespace's `dev` and listing its directory for partitions. The namespaces of Longhorn
     subsystems are asked whether something claims them unless `claims` says why not (an O_EXCL
-    open briefly claims the device: never while someone may be building on it), and with
-    `claims_of` only those of that NQN (the one subsystem whose volume lock is held).
-    The second value says why a subsystem could not be read whole and was left out ("" when
-    none was): a namespace missing from the first may then still belong to an NVMe subsystem.
+    open briefly claims the device: never while someone may be building on it). With `only_nqn`
+    (the one subsystem whose volume lock the caller holds) only the subsystems of that NQN are
+    read whole and probed, without taking the locks again; the others are left out once their
+    NQN is read. The second value says why a subsystem could not be read whole and was left out
+    ("" when none was): a namespace missing from the first may then still belong to an NVMe
+    subsystem.
     """
     reader = _Reader(host, problems if problems is not None else Problems(), devs or {},
-                     None if devs is None else _partitions_by_disk(devs), claims, claims_of)
+                     None if devs is None else _partitions_by_disk(devs), claims, only_nqn)
     subsystems, unread = [], []
     for name in host.listdir(SUBSYSTEMS):
         try:
@@ -90,8 +92,8 @@ class _Reader:
     partition_names: Optional[Mapping[str, tuple[str, ...]]]
     # Why claims are not asked ("" when they are).
     claims_off: str
-    # The only NQN whose namespaces are probed ("": every Longhorn one).
-    claims_of: str
+    # The only NQN whose subsystems are read, its volume's locks held by the caller ("": every one).
+    only_nqn: str
 
     def subsystem(self, name: str) -> Optional[NvmeSubsystem]:
         """The subsystem `name`; None when it vanished."""
@@ -101,6 +103,8 @@ class _Reader:
             if self.host.exists(base):
                 raise HostReadError(f"{base}/subsysnqn: missing")
             return None
+        if self.only_nqn and nqn.strip() != self.only_nqn:
+            return None  # neither read further nor probed: its volume's locks are not held
         entries = self.host.listdir(base)
         controllers = tuple(c for c in (self.controller(e) for e in entries if _CONTROLLER.fullmatch(e))
                             if c is not None)
@@ -119,10 +123,10 @@ class _Reader:
         Longhorn locks held while they are (rule respect-live-instance-manager).
 
         A probe claims the device for an instant: under the locks, no go-spdk-helper operation on
-        the volume runs meanwhile. With `claims_of` the caller already holds them.
+        the volume runs meanwhile. With `only_nqn` the caller already holds them.
         """
         why = self.why_not_probed(nqn)
-        if why or self.claims_of:
+        if why or self.only_nqn:
             yield why
             return
         with contextlib.ExitStack() as stack:
@@ -136,8 +140,6 @@ class _Reader:
         """Why the namespaces of the subsystem `nqn` are not asked whether they are claimed ("": asked)."""
         if not nqn.startswith(LONGHORN_NQN_PREFIX):
             return "not a Longhorn subsystem"
-        if self.claims_of and nqn != self.claims_of:
-            return f"only {self.claims_of} is being disconnected"
         return self.claims_off
 
     def controller(self, name: str) -> Optional[NvmeController]:
