@@ -502,6 +502,40 @@ def test_a_namespace_is_probed_only_under_its_volumes_longhorn_locks(tree: PinTr
         pass
 
 
+class LockWatchingHost(ClaimingHost):
+    """Records, at each O_EXCL probe, which of `locks` (host paths) another process could take."""
+
+    def __init__(self, tree: PinTree, locks: tuple[str, ...]) -> None:
+        super().__init__(tree.root, set())
+        self.tree, self.locks = tree, locks
+        self.free_at_probe: list[str] = []
+
+    def open(self, host_path: str, flags: int, mode: int = 0o644) -> int:
+        if flags & os.O_EXCL:
+            for lock in self.locks:
+                with contextlib.suppress(BlockingIOError), held_lock(self.tree, lock):
+                    self.free_at_probe.append(lock)
+        return super().open(host_path, flags, mode)
+
+
+def test_a_namespace_is_probed_while_its_volumes_locks_are_held(tree: PinTree) -> None:
+    """Taken and let go before the probe, the locks would keep out nothing."""
+    _, head, _ = bare_namespace(tree, "pvc-held-at-probe")
+    locks = (volume_lock_path("pvc-held-at-probe"), "/run/longhorn-spdk.lock")
+    host = LockWatchingHost(tree, locks)
+    plan_of(tree, host=host)
+    assert host.probed == [f"/dev/{head}"] and host.free_at_probe == []
+
+
+def test_a_subsystem_whose_namespaces_have_holders_takes_no_longhorn_lock(tree: PinTree) -> None:
+    """Nothing is probed, so go-spdk-helper's locks are not taken at all (no file made for them)."""
+    tree.add_longhorn_volume("pvc-quiet")
+    host = ClaimingHost(tree.root, set())
+    assert verdict(plan_of(tree, host=host), Kind.DM, "pvc-quiet").verdict is Verdict.STALE
+    assert host.probed == [] and not os.path.exists(tree.p(volume_lock_path("pvc-quiet")))
+    assert not os.path.exists(tree.p("/run/longhorn-spdk.lock"))
+
+
 def test_the_recheck_probes_only_the_subsystem_it_disconnects(tree: PinTree) -> None:
     """Right before a disconnect only that volume's lock is held: another Longhorn namespace
     (whose instance-manager may have started since the plan) is not claimed for an instant."""

@@ -7,7 +7,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
@@ -109,32 +109,14 @@ class _Reader:
         controllers = tuple(c for c in (self.controller(e) for e in entries if _CONTROLLER.fullmatch(e))
                             if c is not None)
         # Only a Longhorn subsystem is ever disconnected: no other disk is probed (an admin's mkfs).
-        with self.probing(nqn.strip()) as probe:
+        with contextlib.ExitStack() as stack:
+            probe = _Probe(self, nqn.strip(), stack)
             namespaces = self.namespaces(base, entries, probe)
             if not namespaces:  # no native multipath: the namespaces hang below the controllers
                 for ctrl in controllers:
                     path = f"{CONTROLLERS}/{ctrl.name}"
                     namespaces += self.namespaces(path, self.host.listdir(path), probe)
         return NvmeSubsystem(name, nqn.strip(), controllers, tuple(sorted(namespaces, key=lambda n: n.name)))
-
-    @contextlib.contextmanager
-    def probing(self, nqn: str) -> Iterator[str]:
-        """Why the subsystem `nqn`'s namespaces are not probed ("": they are), with its volume's
-        Longhorn locks held while they are (rule respect-live-instance-manager).
-
-        A probe claims the device for an instant: under the locks, no go-spdk-helper operation on
-        the volume runs meanwhile. With `only_nqn` the caller already holds them.
-        """
-        why = self.why_not_probed(nqn)
-        if why or self.only_nqn:
-            yield why
-            return
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(longhorn_locks(self.host, volume_of_nqn(nqn)))
-            except LockUnavailable as exc:
-                why = str(exc)
-            yield why
 
     def why_not_probed(self, nqn: str) -> str:
         """Why the namespaces of the subsystem `nqn` are not asked whether they are claimed ("": asked)."""
@@ -158,7 +140,7 @@ class _Reader:
             return None
         return NvmeController(name, state.strip())
 
-    def namespaces(self, directory: str, entries: list[str], probe: str) -> list[NvmeNamespace]:
+    def namespaces(self, directory: str, entries: list[str], probe: _Probe) -> list[NvmeNamespace]:
         """The namespace block devices among `entries` of `directory` (claims asked unless `probe`
         says why not)."""
         found = []
@@ -169,7 +151,7 @@ class _Reader:
                     found.append(ns)
         return found
 
-    def namespace(self, path: str, name: str, probe: str) -> Optional[NvmeNamespace]:
+    def namespace(self, path: str, name: str, probe: _Probe) -> Optional[NvmeNamespace]:
         """The namespace at `path`; None when it is gone.
 
         Raises HostReadError when it is there without a readable device number: the subsystem
@@ -184,16 +166,17 @@ class _Reader:
         return NvmeNamespace(name, dev, holders, self.claim(name, dev, held, probe),
                              self.partitions(path, name, held, probe))
 
-    def claim(self, name: str, dev: DevNum, held: bool, probe: str) -> Optional[Fact[bool]]:
+    def claim(self, name: str, dev: DevNum, held: bool, probe: _Probe) -> Optional[Fact[bool]]:
         """Whether the block device `name` is claimed (its node in /dev opened O_EXCL); None when
         `held` (its holders claim it), Unknown when `probe` says why it is not asked."""
         if held:
             return None
-        if probe:
-            return Unknown(f"/dev/{name}: not asked whether it is claimed ({probe})")
+        why = probe.why_not()
+        if why:
+            return Unknown(f"/dev/{name}: not asked whether it is claimed ({why})")
         return exclusive_claim(self.host, f"/dev/{name}", dev)
 
-    def partitions(self, path: str, name: str, held: bool, probe: str) -> tuple[NvmeNamespace, ...]:
+    def partitions(self, path: str, name: str, held: bool, probe: _Probe) -> tuple[NvmeNamespace, ...]:
         """The partitions of the namespace `name` (sysfs `<path>/<name>p<N>`, each with a `dev`),
         each with its claim unless the whole disk is `held`."""
         if self.partition_names is not None:
@@ -208,6 +191,32 @@ class _Reader:
                 claimed = self.claim(part, dev, held or holders != (), probe)
                 found.append(NvmeNamespace(part, dev, holders, claimed))
         return tuple(found)
+
+
+class _Probe:
+    """Whether one subsystem's namespaces may be probed for claims, its volume's Longhorn locks
+    taken at the first probe and held until the subsystem is read (rule
+    respect-live-instance-manager).
+
+    A probe claims the device for an instant: under the locks, no go-spdk-helper operation on the
+    volume runs meanwhile. A subsystem whose namespaces all have holders needs no probe and takes
+    no lock. With `only_nqn` the caller already holds them.
+    """
+
+    def __init__(self, reader: _Reader, nqn: str, stack: contextlib.ExitStack) -> None:
+        self.reader, self.nqn, self.stack = reader, nqn, stack
+        self.why: Optional[str] = None
+
+    def why_not(self) -> str:
+        """Why the namespaces are not probed ("": they are, the locks now held)."""
+        if self.why is None:
+            self.why = self.reader.why_not_probed(self.nqn)
+            if not self.why and not self.reader.only_nqn:
+                try:
+                    self.stack.enter_context(longhorn_locks(self.reader.host, volume_of_nqn(self.nqn)))
+                except LockUnavailable as exc:
+                    self.why = str(exc)
+        return self.why
 
 
 def exclusive_claim(host: HostRoot, device: str, dev: DevNum) -> Fact[bool]:
