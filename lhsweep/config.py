@@ -6,7 +6,7 @@ import fnmatch
 import os
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from lhsweep.errors import ConfigError
 from lhsweep.longhorn import DATA_PATH
@@ -67,8 +67,7 @@ class Config:
         return None
 
 
-@dataclass(frozen=True)
-class _Key:
+class _Key(NamedTuple):
     """How one TOML key maps onto a Config field and how it is checked."""
 
     section: str

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple, Optional, TypeVar, Union
 
 LONGHORN_NQN_PREFIX = "nqn.2023-01.io.longhorn.spdk:"
 _T = TypeVar("_T")
 
 
+# A dataclass, not a named tuple: a tuple is iterable and truthy, so a Fact iterated or tested
+# without the isinstance check would read an Unknown as a list of facts (fail open).
 @dataclass(frozen=True)
 class Unknown:
     """A host fact that could not be read, and why: never read as "nothing there"."""
@@ -155,8 +157,7 @@ class BlockDevice(NamedTuple):
     dev: DevNum
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """One mountinfo line, reduced to what busy detection needs."""
 
     dev: DevNum
@@ -166,8 +167,7 @@ class Mount:
     namespace: str = ""
 
 
-@dataclass(frozen=True)
-class Opener:
+class Opener(NamedTuple):
     """A process holding an fd open on a block device (from /proc/<pid>/fd)."""
 
     dev: DevNum
@@ -175,8 +175,7 @@ class Opener:
     comm: str
 
 
-@dataclass(frozen=True)
-class LoopDevice:
+class LoopDevice(NamedTuple):
     """A bound loop device and the block device backing it.
 
     `backing` is None when the backing file cannot be resolved (deleted, or gone from the host's
@@ -188,8 +187,7 @@ class LoopDevice:
     backing: Optional[DevNum]
 
 
-@dataclass(frozen=True)
-class Inventory:
+class Inventory(NamedTuple):
     """Everything read from one host at one moment; each fact is known or Unknown(reason)."""
 
     dm_devices: tuple[DmDevice, ...]
@@ -226,8 +224,7 @@ class RuntimeState(str, enum.Enum):
 ALIVE_CONTAINER_STATES = ("created", "running", "unknown")
 
 
-@dataclass(frozen=True)
-class InstanceManager:
+class InstanceManager(NamedTuple):
     """A V2 instance-manager pod sandbox and its instance-manager container, as CRI reports them."""
 
     pod_name: str
@@ -254,8 +251,7 @@ class InstanceManager:
         return self.container_state in ALIVE_CONTAINER_STATES
 
 
-@dataclass(frozen=True)
-class RuntimeView:
+class RuntimeView(NamedTuple):
     """What CRI said about V2 instance-managers on this node, or why it could not say.
 
     `endpoint` is the address asked; `endpoint_reason` says why that one is kubelet's runtime.
@@ -352,8 +348,7 @@ class Entry(NamedTuple):
     grace_ends_ns: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """Every entry with its verdict; `removals` are the stale ones in the order to remove them."""
 
     entries: tuple[Entry, ...]
@@ -382,8 +377,7 @@ class ActionResult(str, enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class ActionOutcome:
+class ActionOutcome(NamedTuple):
     """The end of one planned removal: result and a human detail."""
 
     kind: Kind
@@ -395,8 +389,7 @@ class ActionOutcome:
     stuck: bool = False
 
 
-@dataclass(frozen=True)
-class SweepReport:
+class SweepReport(NamedTuple):
     """One whole sweep: runtime view, plan and what the actions did."""
 
     runtime: RuntimeView
@@ -405,4 +398,4 @@ class SweepReport:
     dry_run: bool = False
     started_at: float = 0.0
     duration_s: float = 0.0
-    problems: tuple[str, ...] = field(default_factory=tuple)
+    problems: tuple[str, ...] = ()

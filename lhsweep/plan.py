@@ -34,8 +34,7 @@ ORDER_DM_CHILD, ORDER_DM, ORDER_NODE, ORDER_NVME = 0, 1, 2, 3
 _SUBSYS_IN_LINK = re.compile(r"/(nvme-subsys\d+)/")
 
 
-@dataclass(frozen=True)
-class _Index:
+class _Index(NamedTuple):
     """Lookups over one inventory."""
 
     block_by_dev: dict[DevNum, str]
@@ -84,8 +83,7 @@ class _Index:
         return dev in self.block_by_dev or dev in self.namespaces
 
 
-@dataclass(frozen=True)
-class _Context:
+class _Context(NamedTuple):
     """Everything one planning run looks at."""
 
     idx: _Index

@@ -9,7 +9,6 @@ import gc
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Callable, Optional
 
 from lhsweep.config import Config
@@ -94,7 +93,7 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
     """
     told = progress or Progress()
     with sweep_lock(config.state_dir):
-        report = replace(scan(config, host, query=query, dm_control=dm_control), dry_run=dry_run)
+        report = scan(config, host, query=query, dm_control=dm_control)._replace(dry_run=dry_run)
         told.planned(report)
         removals = report.plan.removals
         if not removals:
@@ -119,7 +118,7 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
                 outcomes = actor.execute(report.plan, dry_run)
         finally:
             runner.close_helper()
-        return replace(report, outcomes=outcomes, duration_s=time.time() - report.started_at)
+        return report._replace(outcomes=outcomes, duration_s=time.time() - report.started_at)
 
 
 # The runtime's answer removals rest on is asked again before the next removal once it is this old:

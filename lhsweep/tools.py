@@ -12,9 +12,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 HELPER_SCRIPT = Path(__file__).with_name("opshelper.py")
 
@@ -22,8 +21,7 @@ HELPER_SCRIPT = Path(__file__).with_name("opshelper.py")
 KILL_GRACE_S = 1.0
 
 
-@dataclass(frozen=True)
-class ToolResult:
+class ToolResult(NamedTuple):
     """How one tool run ended; `stuck` means it outlived the timeout and was abandoned."""
 
     argv: tuple[str, ...]
@@ -52,8 +50,7 @@ class ToolResult:
         return f"{self.argv[0]} exited {self.returncode}" + (f": {last}" if last else "")
 
 
-@dataclass(frozen=True)
-class StuckProcess:
+class StuckProcess(NamedTuple):
     """A child that did not die after SIGKILL."""
 
     argv: tuple[str, ...]

@@ -6,7 +6,6 @@ import io
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ def test_send_gets_message_id_priority_and_lhsweep_fields() -> None:
 
 def test_summary_carries_the_sweeps_duration_and_triggers() -> None:
     sent = Recorder()
-    timed = replace(report(entry("pvc-1", Verdict.STALE)), duration_s=1.5)
+    timed = report(entry("pvc-1", Verdict.STALE))._replace(duration_s=1.5)
     DecisionLog(Journal(sent)).log_summary(timed, 4, "summary", ("pod-dir", "uevent"))
     (summary,) = sent.by_id(Event.SWEEP_SUMMARY)
     assert (summary["LHSWEEP_SWEEP"], summary["LHSWEEP_DURATION"], summary["LHSWEEP_TRIGGERS"]) == (

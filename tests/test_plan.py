@@ -37,7 +37,7 @@ def verdicts(plan: Plan) -> dict[tuple[str, str], str]:
 
 def plan_of(host: Host, runtime=None, config: Config = CONFIG,
             records: Fact[frozenset[str]] = frozenset()) -> Plan:
-    inventory = replace(host.inventory(), frontend_records=records)
+    inventory = host.inventory()._replace(frontend_records=records)
     return make_plan(inventory, runtime or runtime_with(), config, NOW)
 
 

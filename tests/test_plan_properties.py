@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import replace
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -142,7 +141,7 @@ def _runtime(spec: object) -> RuntimeView:
 
 
 def _plan(inv: Inventory, runtime: RuntimeView, records: frozenset[str]) -> Plan:
-    return make_plan(replace(inv, frontend_records=records), runtime, Config(sweep_grace_period=30.0), NOW)
+    return make_plan(inv._replace(frontend_records=records), runtime, Config(sweep_grace_period=30.0), NOW)
 
 
 def _check_dm_removal(inv: Inventory, name: str, removed: set[tuple[Kind, str]], kernel: dict) -> None:
@@ -234,7 +233,7 @@ def test_planning_is_deterministic_and_ignores_input_order(case, rnd: random.Ran
         items = list(part)
         rnd.shuffle(items)  # Hypothesis' sample() refuses an empty population
         return tuple(items)
-    shuffled = replace(inv, **{name: shuffle(getattr(inv, name)) for name in (
+    shuffled = inv._replace(**{name: shuffle(getattr(inv, name)) for name in (
         "dm_devices", "nodes", "subsystems", "block_devices", "ublk_devices", "mounts", "openers", "loops")})
     assert _plan(shuffled, runtime, records) == first
 

@@ -729,7 +729,7 @@ def test_a_node_whose_inode_number_was_reused_for_another_device_stays(tree: Pin
     inode = os.stat(tree.p("/dev/longhorn/pvc-reuse")).st_ino
     planned_dev = entry.identity.dev._replace(minor=entry.identity.dev.minor + 100)
     reused = entry._replace(identity=entry.identity._replace(dev=planned_dev, inode=inode))
-    plan = dataclasses.replace(plan, entries=tuple(reused if e is entry else e for e in plan.entries))
+    plan = plan._replace(entries=tuple(reused if e is entry else e for e in plan.entries))
     outcome = execute(tree, plan)[(Kind.NODE, "pvc-reuse")]
     assert outcome.result.value == "skipped" and "replaced since" in outcome.detail
     assert os.path.exists(tree.p("/dev/longhorn/pvc-reuse"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 from pathlib import Path
 from typing import Optional
@@ -81,8 +80,7 @@ def test_a_scan_reads_the_host_and_plans_with_the_collector_off(tmp_path: Path,
 
 def sandbox_only(suffix: str) -> InstanceManager:
     """A ready instance-manager sandbox whose container kubelet has not listed yet (alive)."""
-    return dataclasses.replace(instance_manager(HOUR_NS, suffix=suffix), container_id=None,
-                               container_state=None)
+    return instance_manager(HOUR_NS, suffix=suffix)._replace(container_id=None, container_state=None)
 
 
 def sweep_between(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planned: RuntimeView,

@@ -6,8 +6,7 @@ import enum
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, NamedTuple, NoReturn, Optional
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -57,8 +56,7 @@ class CriUnimplementedError(CriCallError):
     """The runtime does not implement the call (the caller may fall back, e.g. to polling)."""
 
 
-@dataclass(frozen=True)
-class RuntimeVersion:
+class RuntimeVersion(NamedTuple):
     """What Version answered."""
 
     runtime_name: str
@@ -66,8 +64,7 @@ class RuntimeVersion:
     runtime_api_version: str
 
 
-@dataclass(frozen=True)
-class Sandbox:
+class Sandbox(NamedTuple):
     """A pod sandbox as ListPodSandbox reported it; `state` is the enum name."""
 
     id: str
@@ -80,8 +77,7 @@ class Sandbox:
     labels: Mapping[str, str]
 
 
-@dataclass(frozen=True)
-class Container:
+class Container(NamedTuple):
     """A container as ListContainers reported it; `state` is the enum name."""
 
     id: str

@@ -11,8 +11,7 @@ import re
 import shlex
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from lhsweep.config import WELL_KNOWN_CRI_SOCKETS, Config
 from lhsweep.cri.client import socket_path
@@ -33,8 +32,7 @@ _PLAIN = r"[^\s'\"#&*!|>{}\[\],%@`][^\s#]*"
 _VALUE = rf"(?:\"(?P<dq>[^\"\\]*)\"|'(?P<sq>[^']*)'|(?P<plain>{_PLAIN}))"
 
 
-@dataclass(frozen=True)
-class Candidates:
+class Candidates(NamedTuple):
     """The endpoints that may be kubelet's runtime, as addresses to dial, and why these.
 
     `explicit` is True when a file names the runtime (lhsweep's config or kubelet's setting);
@@ -46,8 +44,7 @@ class Candidates:
     explicit: bool
 
 
-@dataclass(frozen=True)
-class _Setting:
+class _Setting(NamedTuple):
     """One place that names kubelet's runtime: the host path of the socket and where it was read."""
 
     socket: str

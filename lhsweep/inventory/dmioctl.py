@@ -8,8 +8,7 @@ import fcntl
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.inventory.dmcontrol import DmState, parse_target
@@ -50,8 +49,7 @@ def request_number(command: int) -> int:
     return (3 << 30) | (HEADER.size << 16) | (DM_IOCTL_MAGIC << 8) | command
 
 
-@dataclass(frozen=True)
-class DmHeader:
+class DmHeader(NamedTuple):
     """The decoded struct dm_ioctl of a reply."""
 
     version: tuple[int, int, int]

@@ -8,8 +8,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
@@ -81,8 +80,7 @@ def _disk_of(name: str) -> str:
     return name[:name.rindex("p")] if _PARTITION.fullmatch(name) else ""
 
 
-@dataclass(frozen=True)
-class _Reader:
+class _Reader(NamedTuple):
     """Reads one subsystem at a time, recording problems."""
 
     host: HostRoot

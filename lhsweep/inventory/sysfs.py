@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
@@ -26,16 +26,14 @@ class Problems:
         self.lines.append(line)
 
 
-@dataclass(frozen=True)
-class DmLinks:
+class DmLinks(NamedTuple):
     """A dm device's holders/, and the link texts of its slaves/ whose targets are gone."""
 
     holders: Optional[tuple[str, ...]]  # None: holders/ could not be listed
     dangling_slaves: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class DmSysfs:
+class DmSysfs(NamedTuple):
     """A dm device's sysfs facts (everything but the table and the open count)."""
 
     kernel_name: str
