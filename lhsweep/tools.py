@@ -4,7 +4,6 @@ reported and abandoned, never awaited (rule never-block-main-loop)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import selectors
 import signal
@@ -15,10 +14,23 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
+from lhsweep.opshelper import EXPECT
+
 HELPER_SCRIPT = Path(__file__).with_name("opshelper.py")
 
 # After SIGKILL a child normally dies at once; one in D state (a dead NVMe target) may not.
 KILL_GRACE_S = 1.0
+
+
+def helper_request(request: dict[str, Any]) -> bytes:
+    """One request line as opshelper.py reads it: hex words in key/value pairs, "expect" flattened."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in request.items():
+        if key == "expect":
+            pairs += [(f"{EXPECT}{name}", str(wanted)) for name, wanted in value.items()]
+        else:
+            pairs.append((key, str(value)))
+    return " ".join(word.encode().hex() for pair in pairs for word in pair).encode() + b"\n"
 
 
 class ToolResult(NamedTuple):
@@ -115,7 +127,7 @@ class ToolRunner:
         try:
             helper = self._ensure_helper()
             assert helper.stdin is not None
-            helper.stdin.write(json.dumps(request).encode() + b"\n")
+            helper.stdin.write(helper_request(request))
             helper.stdin.flush()
         except OSError as exc:
             self.close_helper()
@@ -181,9 +193,9 @@ class ToolRunner:
     @staticmethod
     def _helper_result(label: tuple[str, ...], line: bytes, duration: float) -> ToolResult:
         try:
-            reply = json.loads(line)
-            code, error = int(reply["errno"]), str(reply["error"])
-        except (ValueError, KeyError, TypeError):
+            code_text, error_hex = line.decode("ascii").rstrip("\n").split(" ")
+            code, error = int(code_text), bytes.fromhex(error_hex).decode("utf-8", "replace")
+        except ValueError:
             return ToolResult(label, 1, "", "the kernel-call helper answered garbage", duration)
         return ToolResult(label, 0 if code == 0 else 1, "", error, duration)
 

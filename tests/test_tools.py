@@ -6,9 +6,14 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
+import errno
 
-from lhsweep.tools import ToolRunner
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lhsweep import opshelper
+from lhsweep.tools import ToolRunner, helper_request
 
 pytestmark = pytest.mark.process
 
@@ -118,3 +123,18 @@ def test_a_bad_request_is_an_error_answer_not_a_dead_helper() -> None:
         assert runner._helper is not None and runner._helper.poll() is None
     finally:
         runner.close_helper()
+
+
+@given(st.dictionaries(st.text().filter(lambda k: k != "expect"), st.text()),
+       st.dictionaries(st.text(), st.text()))
+def test_every_request_reaches_the_helper_as_sent(fields: dict[str, str], expect: dict[str, str]) -> None:
+    """Any text (spaces, newlines, empty, non-ASCII) survives the wire, key for key."""
+    line = helper_request({**fields, "expect": expect}).decode()
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert opshelper.decode(line) == {**fields, **{f"expect.{k}": v for k, v in expect.items()}}
+
+
+@pytest.mark.parametrize("line", ["", "\n", "6f70\n", "6f70 zz\n", "6f70  7772697465\n"])
+def test_a_torn_or_garbled_request_line_is_refused(line: str) -> None:
+    code, error = opshelper.answer(line)
+    assert code == errno.EINVAL and error.startswith("bad request")
