@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
-
-import errno
 
 import pytest
 from hypothesis import given
