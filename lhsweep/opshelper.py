@@ -80,6 +80,19 @@ def _read_at(dir_fd: int, name: str) -> str:
 _OPS = {"ioctl": _ioctl, "write": _write}
 
 
+def request_line(request: dict[str, object]) -> bytes:
+    """One request as this helper reads it: hex words in key/value pairs, "expect" flattened."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in request.items():
+        if key != "expect":
+            pairs.append((key, str(value)))
+        elif isinstance(value, dict):
+            pairs += [(f"{EXPECT}{name}", str(wanted)) for name, wanted in value.items()]
+        else:
+            raise TypeError(f"expect must map attribute names to values, not {value!r}")
+    return " ".join(word.encode().hex() for pair in pairs for word in pair).encode() + b"\n"
+
+
 def decode(line: str) -> dict[str, str]:
     """A request line's key/value pairs; ValueError when it is no whole set of hex pairs."""
     text = line.rstrip("\n")
@@ -100,11 +113,21 @@ def answer(line: str) -> tuple[int, str]:
         return errno.EINVAL, f"bad request: {type(exc).__name__}: {exc}"
 
 
+def reply_line(code: int, error: str) -> str:
+    """One answer as the parent reads it: the errno, a space, the hex of the error."""
+    return f"{code} {error.encode('utf-8', 'backslashreplace').hex()}\n"
+
+
+def parse_reply(line: bytes) -> tuple[int, str]:
+    """The errno and the error of one answer line; ValueError when it is not one."""
+    code, error = line.decode("ascii").rstrip("\n").split(" ")
+    return int(code), bytes.fromhex(error).decode("utf-8", "replace")
+
+
 def main() -> None:
     """Serve requests until stdin closes."""
     for line in sys.stdin:
-        code, error = answer(line)
-        sys.stdout.write(f"{code} {error.encode().hex()}\n")
+        sys.stdout.write(reply_line(*answer(line)))
         sys.stdout.flush()
 
 

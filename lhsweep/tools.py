@@ -14,23 +14,12 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from lhsweep.opshelper import EXPECT
+from lhsweep.opshelper import parse_reply, request_line
 
 HELPER_SCRIPT = Path(__file__).with_name("opshelper.py")
 
 # After SIGKILL a child normally dies at once; one in D state (a dead NVMe target) may not.
 KILL_GRACE_S = 1.0
-
-
-def helper_request(request: dict[str, Any]) -> bytes:
-    """One request line as opshelper.py reads it: hex words in key/value pairs, "expect" flattened."""
-    pairs: list[tuple[str, str]] = []
-    for key, value in request.items():
-        if key == "expect":
-            pairs += [(f"{EXPECT}{name}", str(wanted)) for name, wanted in value.items()]
-        else:
-            pairs.append((key, str(value)))
-    return " ".join(word.encode().hex() for pair in pairs for word in pair).encode() + b"\n"
 
 
 class ToolResult(NamedTuple):
@@ -127,7 +116,7 @@ class ToolRunner:
         try:
             helper = self._ensure_helper()
             assert helper.stdin is not None
-            helper.stdin.write(helper_request(request))
+            helper.stdin.write(request_line(request))
             helper.stdin.flush()
         except OSError as exc:
             self.close_helper()
@@ -193,8 +182,7 @@ class ToolRunner:
     @staticmethod
     def _helper_result(label: tuple[str, ...], line: bytes, duration: float) -> ToolResult:
         try:
-            code_text, error_hex = line.decode("ascii").rstrip("\n").split(" ")
-            code, error = int(code_text), bytes.fromhex(error_hex).decode("utf-8", "replace")
+            code, error = parse_reply(line)
         except ValueError:
             return ToolResult(label, 1, "", "the kernel-call helper answered garbage", duration)
         return ToolResult(label, 0 if code == 0 else 1, "", error, duration)

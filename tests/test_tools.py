@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lhsweep import opshelper
-from lhsweep.tools import ToolRunner, helper_request
+from lhsweep.tools import ToolRunner
 
 pytestmark = pytest.mark.process
 
@@ -128,9 +128,15 @@ def test_a_bad_request_is_an_error_answer_not_a_dead_helper() -> None:
        st.dictionaries(st.text(), st.text()))
 def test_every_request_reaches_the_helper_as_sent(fields: dict[str, str], expect: dict[str, str]) -> None:
     """Any text (spaces, newlines, empty, non-ASCII) survives the wire, key for key."""
-    line = helper_request({**fields, "expect": expect}).decode()
+    line = opshelper.request_line({**fields, "expect": expect}).decode()
     assert line.endswith("\n") and line.count("\n") == 1
     assert opshelper.decode(line) == {**fields, **{f"expect.{k}": v for k, v in expect.items()}}
+
+
+@given(st.integers(min_value=0, max_value=4095), st.text())
+def test_every_answer_reaches_the_parent_as_sent(code: int, error: str) -> None:
+    line = opshelper.reply_line(code, error).encode("ascii")
+    assert opshelper.parse_reply(line) == (code, error)
 
 
 @pytest.mark.parametrize("line", ["", "\n", "6f70\n", "6f70 zz\n", "6f70  7772697465\n"])
