@@ -94,12 +94,16 @@ def request_line(request: dict[str, object]) -> bytes:
 
 
 def decode(line: str) -> dict[str, str]:
-    """A request line's key/value pairs; ValueError when it is no whole set of hex pairs."""
+    """A request line's key/value pairs; ValueError when it is no whole set of hex pairs or names
+    a key twice (a second "expect.A" must not replace the first: both checks or neither)."""
     text = line.rstrip("\n")
     words = [bytes.fromhex(word).decode() for word in text.split(" ")] if text else []
     if len(words) % 2:
         raise ValueError("a key without a value")
-    return dict(zip(words[::2], words[1::2]))
+    request = dict(zip(words[::2], words[1::2]))
+    if len(request) * 2 != len(words):
+        raise ValueError("a key given twice")
+    return request
 
 
 def answer(line: str) -> tuple[int, str]:

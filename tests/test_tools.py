@@ -124,7 +124,7 @@ def test_a_bad_request_is_an_error_answer_not_a_dead_helper() -> None:
         runner.close_helper()
 
 
-@given(st.dictionaries(st.text().filter(lambda k: k != "expect"), st.text()),
+@given(st.dictionaries(st.text().filter(lambda k: not k.startswith("expect")), st.text()),
        st.dictionaries(st.text(), st.text()))
 def test_every_request_reaches_the_helper_as_sent(fields: dict[str, str], expect: dict[str, str]) -> None:
     """Any text (spaces, newlines, empty, non-ASCII) survives the wire, key for key."""
@@ -143,3 +143,15 @@ def test_every_answer_reaches_the_parent_as_sent(code: int, error: str) -> None:
 def test_a_torn_or_garbled_request_line_is_refused(line: str) -> None:
     code, error = opshelper.answer(line)
     assert code == errno.EINVAL and error.startswith("bad request")
+
+
+def test_a_check_given_twice_is_refused_not_narrowed_to_the_last(tmp_path: Path) -> None:
+    """Two "expect.subsysnqn" words ("other", then what the attribute reads): no write."""
+    (tmp_path / "subsysnqn").write_text("nqn.longhorn\n")
+    attribute = tmp_path / "delete_controller"
+    attribute.write_text("")
+    words = ("op", "write", "dir", str(tmp_path), "file", attribute.name, "data", "1",
+             "expect.subsysnqn", "nqn.other", "expect.subsysnqn", "nqn.longhorn")
+    code, error = opshelper.answer(" ".join(w.encode().hex() for w in words) + "\n")
+    assert code == errno.EINVAL and "a key given twice" in error
+    assert attribute.read_text() == ""
