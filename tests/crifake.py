@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 import grpc
 from google.protobuf import json_format
 
-from lhsweep.cri import runtime_pb2
+from tests import cri_pb2
 
 SERVICE = "runtime.v1.RuntimeService"
 # Length-delimited field 1 announcing 255 bytes, then only 2: no protobuf parser accepts it.
@@ -172,18 +172,18 @@ class FakeCri:
         """Listen on the socket (again, after stop())."""
         handlers = {
             "Version": grpc.unary_unary_rpc_method_handler(
-                self._version, request_deserializer=runtime_pb2.VersionRequest.FromString),
+                self._version, request_deserializer=cri_pb2.VersionRequest.FromString),
             "ListPodSandbox": grpc.unary_unary_rpc_method_handler(
                 self._list_sandboxes,
-                request_deserializer=runtime_pb2.ListPodSandboxRequest.FromString),
+                request_deserializer=cri_pb2.ListPodSandboxRequest.FromString),
             "ListContainers": grpc.unary_unary_rpc_method_handler(
                 self._list_containers,
-                request_deserializer=runtime_pb2.ListContainersRequest.FromString),
+                request_deserializer=cri_pb2.ListContainersRequest.FromString),
             "ContainerStatus": grpc.unary_unary_rpc_method_handler(
                 self._container_status,
-                request_deserializer=runtime_pb2.ContainerStatusRequest.FromString),
+                request_deserializer=cri_pb2.ContainerStatusRequest.FromString),
             "GetContainerEvents": grpc.unary_stream_rpc_method_handler(
-                self._events, request_deserializer=runtime_pb2.GetEventsRequest.FromString),
+                self._events, request_deserializer=cri_pb2.GetEventsRequest.FromString),
         }
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -244,7 +244,7 @@ class FakeCri:
 
     def push_event(self, container_id: str, event_type: str) -> None:
         """Send a container event to every open GetContainerEvents stream."""
-        message = runtime_pb2.ContainerEventResponse(
+        message = cri_pb2.ContainerEventResponse(
             container_id=container_id, container_event_type=event_type, created_at=time.time_ns())
         with self._lock:
             for subscriber in self._subscribers:
@@ -290,23 +290,23 @@ class FakeCri:
         return bytes(build(state, bool(behaviour.get("ignore_filter"))).SerializeToString())
 
     def _version(self, request: Any, context: Any) -> bytes:
-        return self._answer("Version", context, lambda state, _: runtime_pb2.VersionResponse(
+        return self._answer("Version", context, lambda state, _: cri_pb2.VersionResponse(
             version="0.1.0", runtime_name=state["runtime_name"],
             runtime_version=state["runtime_version"],
             runtime_api_version=state["runtime_api_version"]))
 
     def _list_sandboxes(self, request: Any, context: Any) -> bytes:
         def build(state: dict[str, Any], ignore_filter: bool) -> Any:
-            items = [json_format.ParseDict(s, runtime_pb2.PodSandbox()) for s in state["sandboxes"]]
-            return runtime_pb2.ListPodSandboxResponse(items=[
+            items = [json_format.ParseDict(s, cri_pb2.PodSandbox()) for s in state["sandboxes"]]
+            return cri_pb2.ListPodSandboxResponse(items=[
                 i for i in items if ignore_filter or _sandbox_matches(i, request.filter)])
 
         return self._answer("ListPodSandbox", context, build)
 
     def _list_containers(self, request: Any, context: Any) -> bytes:
         def build(state: dict[str, Any], ignore_filter: bool) -> Any:
-            items = [json_format.ParseDict(c, runtime_pb2.Container()) for c in state["containers"]]
-            return runtime_pb2.ListContainersResponse(containers=[
+            items = [json_format.ParseDict(c, cri_pb2.Container()) for c in state["containers"]]
+            return cri_pb2.ListContainersResponse(containers=[
                 i for i in items if ignore_filter or _container_matches(i, request.filter)])
 
         return self._answer("ListContainers", context, build)
@@ -317,7 +317,7 @@ class FakeCri:
             if info is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"fakecri: no container {request.container_id}")
             # As containerd and CRI-O: the info map only when verbose is asked for.
-            return runtime_pb2.ContainerStatusResponse(info=info if request.verbose else {})
+            return cri_pb2.ContainerStatusResponse(info=info if request.verbose else {})
 
         return self._answer("ContainerStatus", context, build)
 

@@ -220,7 +220,7 @@ def fake_process(
     sandbox, containers = im_pod(node="n1")
     write_state(state, {**empty_state(), "sandboxes": [sandbox], "containers": containers})
     process = subprocess.Popen([sys.executable, CRIFAKE, "--socket", socket, "--state", state],
-                               stdout=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
     yield socket, state, process

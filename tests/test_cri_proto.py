@@ -1,4 +1,4 @@
-"""The CRI messages built at run time: the schema runtime.proto states, on every protobuf present."""
+"""The CRI schema lhsweep encodes and decodes: the one runtime.proto states, the CRI v1 numbers."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from lhsweep.cri import runtime_pb2
+from tests import cri_pb2
 
 REPO = Path(__file__).resolve().parent.parent
 ROUND_TRIP = """
 from google.protobuf import json_format
 from google.protobuf.internal import api_implementation
-from lhsweep.cri import runtime_pb2 as pb
+from tests import cri_pb2 as pb
 sandbox = pb.PodSandbox(id="s", state=pb.SANDBOX_NOTREADY, created_at=7, labels={"a": "b"},
                         metadata=pb.PodSandboxMetadata(name="n", namespace="ns"))
 back = pb.PodSandbox.FromString(sandbox.SerializeToString())
@@ -48,18 +48,18 @@ def _protoc_descriptor(tmp_path: Path) -> descriptor_pb2.FileDescriptorProto:
 
 
 def test_runtime_proto_states_the_schema_the_code_builds(tmp_path: Path) -> None:
-    """protoc reads lhsweep/cri/runtime.proto into exactly the descriptor runtime_pb2 builds."""
+    """protoc reads lhsweep/cri/runtime.proto into exactly the descriptor lhsweep's schema makes."""
     if shutil.which("protoc") is None:
         if os.environ.get("CI"):
             pytest.fail("missing in CI: protoc (dev/deps/cri.apt)")
         pytest.skip("needs protoc (protobuf-compiler)")
-    assert _protoc_descriptor(tmp_path) == runtime_pb2.file_descriptor_proto()
+    assert _protoc_descriptor(tmp_path) == cri_pb2.file_descriptor_proto()
 
 
 def test_field_numbers_are_the_cri_v1_ones() -> None:
     """Spot checks against docs/design.md "CRI field numbers": the numbers lhsweep's decisions rest on."""
     def number(message: str, field: str) -> int:
-        return int(runtime_pb2.DESCRIPTOR.message_types_by_name[message].fields_by_name[field].number)
+        return int(cri_pb2.DESCRIPTOR.message_types_by_name[message].fields_by_name[field].number)
 
     assert number("PodSandbox", "created_at") == 4 and number("PodSandbox", "labels") == 5
     assert number("Container", "state") == 6 and number("Container", "created_at") == 7
@@ -68,19 +68,11 @@ def test_field_numbers_are_the_cri_v1_ones() -> None:
     assert number("ContainerEventResponse", "container_event_type") == 2
     assert number("ContainerStatusRequest", "verbose") == 2
     assert number("ContainerStatusResponse", "info") == 2
-    assert runtime_pb2.ContainerState.Value("CONTAINER_RUNNING") == 1
-    assert runtime_pb2.PodSandboxState.Value("SANDBOX_NOTREADY") == 1
-    method = runtime_pb2.DESCRIPTOR.services_by_name["RuntimeService"].methods_by_name
+    assert cri_pb2.ContainerState.Value("CONTAINER_RUNNING") == 1
+    assert cri_pb2.PodSandboxState.Value("SANDBOX_NOTREADY") == 1
+    method = cri_pb2.DESCRIPTOR.services_by_name["RuntimeService"].methods_by_name
     assert method["GetContainerEvents"].output_type.name == "ContainerEventResponse"
     assert method["ContainerStatus"].output_type.name == "ContainerStatusResponse"
-
-
-def test_messages_live_in_a_private_pool() -> None:
-    """Another runtime.v1 in protobuf's default pool (a vendored CRI module) cannot clash."""
-    from google.protobuf import descriptor_pool  # noqa: PLC0415
-
-    with pytest.raises(KeyError):
-        descriptor_pool.Default().FindMessageTypeByName("runtime.v1.PodSandbox")
 
 
 def _python(code: str, implementation: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.mutants.__main__ import RULES, Result, TableError, load_table, stale_reason, verdict
+from tests.mutants.__main__ import (
+    RULES,
+    Result,
+    TableError,
+    load_table,
+    mutant_status,
+    stale_reason,
+    verdict,
+)
 
 
 def test_every_mutant_applies_to_this_tree_and_names_a_rule() -> None:
@@ -39,6 +47,15 @@ def test_survivors_fail_the_step_unless_reviewed_and_reviewed_kills_too() -> Non
     reviewed = dataclasses.replace(mutant, reviewed="equivalent: because")
     assert verdict(Result(reviewed, "survived", "", 1.0)) == "ok"
     assert verdict(Result(reviewed, "killed", "", 1.0)).startswith("KILLED-BUT-REVIEWED")
+
+
+def test_only_failing_tests_kill_a_mutant_that_breaks_its_file_is_broken() -> None:
+    """Failed tests or a hang kill; a collection error or a selection naming no test does not."""
+    assert [mutant_status(code) for code in (0, 1, -1, 2, 4, 5)] == \
+        ["survived", "killed", "killed", "BROKEN", "BROKEN", "BROKEN"]
+    mutant = load_table()[0][0]
+    assert verdict(Result(mutant, "BROKEN", "ERROR collecting", 1.0)) == \
+        f"BROKEN {mutant.id}: its tests did not run (ERROR collecting)"
 
 
 def test_a_malformed_table_is_a_one_line_error(tmp_path: Path) -> None:

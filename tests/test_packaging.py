@@ -36,13 +36,13 @@ SHIPPED = (
     "/usr/share/man/man8/lhsweep.8.gz",
     "/usr/share/man/man5/lhsweep.toml.5.gz",
 )
-MODULES = ("lhsweep/__init__.py", "lhsweep/cli.py", "lhsweep/cri/runtime_pb2.py",
+MODULES = ("lhsweep/__init__.py", "lhsweep/cli.py", "lhsweep/cri/wire.py",
            "lhsweep/cri/runtime.proto", "lhsweep/daemon/__init__.py")
 # The floors: the oldest versions lhsweep is tested on (dev/deps/oldest.pip, .venv-oldest). toml
 # only without tomllib: dh-python writes pyproject's `toml; python_version < "3.11"` as an
 # alternative that Debian 12's python3 (3.11) meets, so no python3-toml is installed there.
 DEB_DEPENDS = ("python3-pyroute2 (>= 0.5.14)", "python3-systemd (>= 234)", "python3-sdnotify (>= 0.3)",
-               "python3-toml | python3 (>> 3.11)", "python3-grpcio (>= 1.46)", "python3-protobuf (>= 3.14)",
+               "python3-toml | python3 (>> 3.11)", "python3-grpcio (>= 1.46)",
                "dmsetup", "nvme-cli")
 MATRIX = tomllib.loads((ROOT / "packaging" / "distro-matrix.toml").read_text())["targets"]
 # Requires an RPM carries besides the packages of the matrix (rpm's own, the scriptlets' shell).
@@ -490,7 +490,7 @@ def test_rpm_floors_are_the_package_metadata_ones(rpms: dict[str, Path], target:
 
 
 def test_tested_floors_are_the_requires_floors() -> None:
-    """.venv-oldest tests protobuf and pyroute2 at the floors; grpcio at the oldest cp311 wheel."""
+    """.venv-oldest tests pyroute2 at its floor; grpcio at the oldest cp311 wheel."""
     pins = dict(re.findall(r"^([\w-]+)==(\S+)", (ROOT / "dev/deps/oldest.pip").read_text(), re.M))
     spec = (ROOT / "packaging" / "lhsweep.spec").read_text()
     floors = dict(re.findall(r"^Requires:\s+%\{lh_pyprefix\}-(\w+) >= (\S+)$", spec, re.M))
@@ -499,8 +499,7 @@ def test_tested_floors_are_the_requires_floors() -> None:
     def same(a: str, b: str) -> bool:
         return _version(a) + (0,) * 3 >= _version(b) and _version(b) + (0,) * 3 >= _version(a)
 
-    for module in ("protobuf", "pyroute2"):
-        assert same(floors[module], pins[module]) and same(deb[module], pins[module]), module
+    assert same(floors["pyroute2"], pins["pyroute2"]) and same(deb["pyroute2"], pins["pyroute2"])
     assert _version(pins["grpcio"]) >= _version(floors["grpcio"]) == _version(deb["grpcio"])
 
 
@@ -528,8 +527,8 @@ def test_rpm_installs_into_a_scratch_root_and_imports_from_there(rpms: dict[str,
     assert installed == f"lhsweep-{__version__}-1{MATRIX[target]['dist']}.noarch"
     # Outside the work tree (python -c would import its lhsweep first), only the root's sitelib.
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{root}{_sitelib(target)}"}
-    code = ("import lhsweep, lhsweep.cri.runtime_pb2 as pb, lhsweep.daemon; print(lhsweep.__file__); "
-            "print(pb.PodSandbox.FromString(pb.PodSandbox(id='x').SerializeToString()).id)")
+    code = ("import lhsweep, lhsweep.cri.wire as w, lhsweep.daemon; print(lhsweep.__file__); "
+            "print(w.decode('PodSandbox', w.encode('PodSandbox', {'id': 'x'})).id)")
     imported = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True,
                               env=env, cwd=tmp_path, check=False)
     assert imported.returncode == 0, imported.stderr

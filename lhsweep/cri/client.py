@@ -6,12 +6,11 @@ import enum
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Callable, NamedTuple, NoReturn, Optional
+from typing import Callable, NamedTuple, NoReturn, Optional
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from lhsweep.cri import runtime_pb2
+from lhsweep.cri import wire
 from lhsweep.errors import RuntimeQueryError
 from lhsweep.render import one_line
 
@@ -120,11 +119,11 @@ def rpc_failure(endpoint: str, call: str, exc: grpc.RpcError, timeout: float) ->
     return CriCallError(endpoint, call, Failure.RPC_ERROR, f"{name}: {details}")
 
 
-def decode(endpoint: str, call: str, message_type: Any, data: bytes) -> Any:
+def decode(endpoint: str, call: str, message_type: str, data: bytes) -> wire.Message:
     """Parse a raw answer; raises CriCallError(MALFORMED) when it is not a valid message."""
     try:
-        return message_type.FromString(data)
-    except (DecodeError, ValueError) as exc:
+        return wire.decode(message_type, data)
+    except wire.WireError as exc:
         raise CriCallError(endpoint, call, Failure.MALFORMED, f"undecodable answer: {exc}") from None
 
 
@@ -140,13 +139,6 @@ def info_pid(text: Optional[str]) -> Optional[int]:
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 1:
         return None
     return pid
-
-
-def _enum_name(enum_type: Any, value: int) -> Optional[str]:
-    try:
-        return str(enum_type.Name(value))
-    except ValueError:
-        return None
 
 
 class CriClient:
@@ -171,8 +163,8 @@ class CriClient:
 
     def version(self) -> RuntimeVersion:
         """Ask Version; raises CriCallError unless the runtime speaks CRI v1."""
-        answer = self._call("Version", runtime_pb2.VersionRequest(version="v1"),
-                            runtime_pb2.VersionResponse)
+        answer = self._call("Version", wire.encode("VersionRequest", {"version": "v1"}),
+                            "VersionResponse")
         api = str(answer.runtime_api_version)
         if api != "v1" and not api.startswith("v1."):
             raise CriCallError(self.endpoint, "Version", Failure.API_VERSION,
@@ -181,9 +173,9 @@ class CriClient:
 
     def list_pod_sandboxes(self, label_selector: Mapping[str, str]) -> tuple[Sandbox, ...]:
         """Sandboxes in every state carrying all the given labels."""
-        request = runtime_pb2.ListPodSandboxRequest(
-            filter=runtime_pb2.PodSandboxFilter(label_selector=dict(label_selector)))
-        answer = self._call("ListPodSandbox", request, runtime_pb2.ListPodSandboxResponse)
+        request = wire.encode("ListPodSandboxRequest",
+                              {"filter": {"label_selector": dict(label_selector)}})
+        answer = self._call("ListPodSandbox", request, "ListPodSandboxResponse")
         sandboxes = tuple(self._sandbox(item) for item in answer.items)
         for sandbox in sandboxes:
             if any(sandbox.labels.get(k) != v for k, v in label_selector.items()):
@@ -193,9 +185,9 @@ class CriClient:
 
     def list_containers(self, pod_sandbox_id: Optional[str] = None) -> tuple[Container, ...]:
         """Containers in every state, only those of `pod_sandbox_id` when given."""
-        request = runtime_pb2.ListContainersRequest(
-            filter=runtime_pb2.ContainerFilter(pod_sandbox_id=pod_sandbox_id or ""))
-        answer = self._call("ListContainers", request, runtime_pb2.ListContainersResponse)
+        request = wire.encode("ListContainersRequest",
+                              {"filter": {"pod_sandbox_id": pod_sandbox_id or ""}})
+        answer = self._call("ListContainers", request, "ListContainersResponse")
         containers = tuple(self._container(item) for item in answer.containers)
         for container in containers:
             if pod_sandbox_id is not None and container.pod_sandbox_id != pod_sandbox_id:
@@ -206,40 +198,40 @@ class CriClient:
 
     def container_pid(self, container_id: str) -> Optional[int]:
         """The host pid of the container's main process (verbose ContainerStatus), None if unnamed."""
-        request = runtime_pb2.ContainerStatusRequest(container_id=container_id, verbose=True)
-        answer = self._call("ContainerStatus", request, runtime_pb2.ContainerStatusResponse)
+        request = wire.encode("ContainerStatusRequest", {"container_id": container_id, "verbose": True})
+        answer = self._call("ContainerStatus", request, "ContainerStatusResponse")
         return info_pid(answer.info.get("info"))
 
-    def _call(self, call: str, request: Any, answer_type: Any) -> Any:
+    def _call(self, call: str, request: bytes, answer_type: str) -> wire.Message:
         if self._channel is None:
             self._channel = grpc.insecure_channel(channel_target(self.endpoint, call),
                                                   options=CHANNEL_OPTIONS)
         method: Callable[..., bytes] = self._channel.unary_unary(
-            SERVICE + call, request_serializer=serialize, response_deserializer=None)
+            SERVICE + call, request_serializer=None, response_deserializer=None)
         try:
             data = method(request, timeout=self.timeout)
         except grpc.RpcError as exc:
             raise rpc_failure(self.endpoint, call, exc, self.timeout) from None
         return decode(self.endpoint, call, answer_type, data)
 
-    def _sandbox(self, item: Any) -> Sandbox:
-        state = self._valid_state("ListPodSandbox", item, runtime_pb2.PodSandboxState)
+    def _sandbox(self, item: wire.Message) -> Sandbox:
+        state = self._valid_state("ListPodSandbox", item, "PodSandboxState")
         meta = item.metadata
         return Sandbox(id=item.id, name=meta.name, uid=meta.uid, namespace=meta.namespace,
                        attempt=meta.attempt, state=state, created_at_ns=item.created_at,
                        labels=dict(item.labels))
 
-    def _container(self, item: Any) -> Container:
-        state = self._valid_state("ListContainers", item, runtime_pb2.ContainerState)
+    def _container(self, item: wire.Message) -> Container:
+        state = self._valid_state("ListContainers", item, "ContainerState")
         meta = item.metadata
         return Container(id=item.id, pod_sandbox_id=item.pod_sandbox_id, name=meta.name,
                          attempt=meta.attempt, state=state, created_at_ns=item.created_at,
                          labels=dict(item.labels))
 
-    def _valid_state(self, call: str, item: Any, state_type: Any) -> str:
+    def _valid_state(self, call: str, item: wire.Message, state_type: str) -> str:
         """The item's state name; MALFORMED unless it has an id, metadata, a time, a known state."""
-        state = _enum_name(state_type, item.state)
-        if not item.id or not item.HasField("metadata") or state is None or item.created_at <= 0:
+        state = wire.enum_name(state_type, item.state)
+        if not item.id or not item.has("metadata") or state is None or item.created_at <= 0:
             self._malformed(call, f"item {item.id!r} without id, metadata, creation time or a "
                             f"known state ({item.state})")
         return state
@@ -250,8 +242,3 @@ class CriClient:
 
     def _malformed(self, call: str, detail: str) -> NoReturn:
         raise CriCallError(self.endpoint, call, Failure.MALFORMED, detail)
-
-
-def serialize(message: Any) -> bytes:
-    """A request message's wire bytes (the channel's request serializer)."""
-    return bytes(message.SerializeToString())

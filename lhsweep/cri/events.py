@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Optional, TypeVar, Union
 import grpc
 import grpc.aio
 
-from lhsweep.cri import runtime_pb2
+from lhsweep.cri import wire
 from lhsweep.cri.client import (
     CHANNEL_OPTIONS,
     SERVICE,
@@ -25,7 +25,6 @@ from lhsweep.cri.client import (
     channel_target,
     decode,
     rpc_failure,
-    serialize,
 )
 
 CALL = "GetContainerEvents"
@@ -86,7 +85,7 @@ class ContainerEventStream:
     def _events(self) -> Iterator[ContainerEvent]:
         data = self._run(self._read())
         while data is not None:
-            yield _event(decode(self.endpoint, CALL, runtime_pb2.ContainerEventResponse, data))
+            yield _event(decode(self.endpoint, CALL, "ContainerEventResponse", data))
             data = self._run(self._read())
 
     def _run(self, step: Coroutine[Any, Any, Union[_Result, CriCallError]]) -> Optional[_Result]:
@@ -128,8 +127,8 @@ class ContainerEventStream:
             return CriCallError(self.endpoint, CALL, Failure.TIMEOUT,
                                 f"not connected within {self.timeout:g}s")
         self._call = self._channel.unary_stream(
-            SERVICE + CALL, request_serializer=serialize,
-            response_deserializer=None)(runtime_pb2.GetEventsRequest())
+            SERVICE + CALL, request_serializer=None,
+            response_deserializer=None)(wire.encode("GetEventsRequest", {}))
         return True
 
     async def _read(self) -> Union[bytes, CriCallError]:
@@ -158,9 +157,6 @@ class ContainerEventStream:
             loop.close()
 
 
-def _event(message: Any) -> ContainerEvent:
-    try:
-        name = runtime_pb2.ContainerEventType.Name(message.container_event_type)
-    except ValueError:
-        name = "CONTAINER_UNKNOWN_EVENT"
-    return ContainerEvent(message.container_id, name.split("_")[1].lower())
+def _event(message: wire.Message) -> ContainerEvent:
+    name = wire.enum_name("ContainerEventType", message.container_event_type)
+    return ContainerEvent(message.container_id, (name or "CONTAINER_UNKNOWN_EVENT").split("_")[1].lower())

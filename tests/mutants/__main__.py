@@ -68,7 +68,7 @@ class Mutant:
 
 @dataclass(frozen=True)
 class Result:
-    """What running a mutant's tests gave: killed, survived or stale, with a detail."""
+    """What running a mutant's tests gave: killed, survived, STALE or BROKEN, with a detail."""
 
     mutant: Mutant
     status: str
@@ -187,9 +187,19 @@ def run_mutant(copies: queue.Queue[Path], mutant: Mutant) -> Result:
             code, last = run_tests(copy, mutant.tests)
     finally:
         copies.put(copy)
-    status = "survived" if code == 0 else "killed"
-    return Result(mutant, status, last if code != 0 else "all selected tests passed",
+    return Result(mutant, mutant_status(code), last if code != 0 else "all selected tests passed",
                   time.monotonic() - started)
+
+
+def mutant_status(code: int) -> str:
+    """pytest's exit code as a mutant's status: only failed tests (1) or a hang (-1) kill it.
+
+    Any other code (2: a collection error, 4: no such test, 5: none selected) means the tests did
+    not run against the mutant: a replacement that breaks the file would otherwise count as killed.
+    """
+    if code == 0:
+        return "survived"
+    return "killed" if code in (1, -1) else "BROKEN"
 
 
 def verdict(result: Result) -> str:
@@ -197,6 +207,8 @@ def verdict(result: Result) -> str:
     reviewed = result.mutant.reviewed
     if result.status == "STALE":
         return f"STALE {result.mutant.id}: {result.detail}"
+    if result.status == "BROKEN":
+        return f"BROKEN {result.mutant.id}: its tests did not run ({result.detail})"
     if result.status == "survived" and not reviewed:
         return f"SURVIVED {result.mutant.id} ({result.mutant.rule}, {result.mutant.file}): " \
                f"{result.mutant.description}"

@@ -1,11 +1,12 @@
-"""The CRI v1 messages lhsweep uses, made at import time from a schema written here (no protoc output).
+"""protobuf's own classes for lhsweep's CRI schema (lhsweep/cri/wire.py), for the tests' side only.
 
-Code that protoc generates is tied to one protobuf generation: 3.20+ builder calls, 5.26+ runtime
-version checks. Here the schema is plain data turned into a FileDescriptorProto, added to a private
-descriptor pool and given message classes by the installed protobuf itself, so the same file loads
-on protobuf 3.14 to 7.x (pure-python, cpp and upb). The field numbers are those of docs/design.md
-"CRI field numbers"; lhsweep/cri/runtime.proto states the same schema for readers and
-tests/test_cri_proto.py checks that protoc reads it into exactly this descriptor.
+The fake runtime (tests/crifake.py) answers with them, so lhsweep's own decoder is tested against
+another implementation of the format. Code that protoc generates is tied to one protobuf
+generation (3.20+ builder calls, 5.26+ runtime version checks); here the schema is turned into a
+FileDescriptorProto, added to a private descriptor pool and given message classes by the installed
+protobuf itself, so the same file loads on protobuf 3.14 to 7.x (pure-python, cpp and upb).
+tests/test_cri_proto.py checks that protoc reads lhsweep/cri/runtime.proto into exactly this
+descriptor.
 """
 
 from __future__ import annotations
@@ -16,64 +17,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
+from lhsweep.cri.wire import ENUMS, MESSAGES, METHODS
+
 PACKAGE = "runtime.v1"
 FILE_NAME = "lhsweep/cri/runtime.proto"
-
-ENUMS: dict[str, tuple[str, ...]] = {
-    "PodSandboxState": ("SANDBOX_READY", "SANDBOX_NOTREADY"),
-    "ContainerState": ("CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_EXITED",
-                       "CONTAINER_UNKNOWN"),
-    "ContainerEventType": ("CONTAINER_CREATED_EVENT", "CONTAINER_STARTED_EVENT",
-                           "CONTAINER_STOPPED_EVENT", "CONTAINER_DELETED_EVENT"),
-}
-
-# Message -> its fields as (name, number, type). A type is a scalar ("string", "int64", "uint32",
-# "bool"),
-# "map" (map<string, string>), the name of an enum or message above it, or "repeated <message>".
-MESSAGES: dict[str, tuple[tuple[str, int, str], ...]] = {
-    "VersionRequest": (("version", 1, "string"),),
-    "VersionResponse": (("version", 1, "string"), ("runtime_name", 2, "string"),
-                        ("runtime_version", 3, "string"), ("runtime_api_version", 4, "string")),
-    "PodSandboxStateValue": (("state", 1, "PodSandboxState"),),
-    "PodSandboxFilter": (("id", 1, "string"), ("state", 2, "PodSandboxStateValue"),
-                         ("label_selector", 3, "map")),
-    "ListPodSandboxRequest": (("filter", 1, "PodSandboxFilter"),),
-    "PodSandboxMetadata": (("name", 1, "string"), ("uid", 2, "string"),
-                           ("namespace", 3, "string"), ("attempt", 4, "uint32")),
-    "PodSandbox": (("id", 1, "string"), ("metadata", 2, "PodSandboxMetadata"),
-                   ("state", 3, "PodSandboxState"), ("created_at", 4, "int64"),
-                   ("labels", 5, "map"), ("annotations", 6, "map"),
-                   ("runtime_handler", 7, "string")),
-    "ListPodSandboxResponse": (("items", 1, "repeated PodSandbox"),),
-    "ContainerStateValue": (("state", 1, "ContainerState"),),
-    "ContainerFilter": (("id", 1, "string"), ("state", 2, "ContainerStateValue"),
-                        ("pod_sandbox_id", 3, "string"), ("label_selector", 4, "map")),
-    "ListContainersRequest": (("filter", 1, "ContainerFilter"),),
-    "ContainerMetadata": (("name", 1, "string"), ("attempt", 2, "uint32")),
-    "ImageSpec": (("image", 1, "string"),),
-    "Container": (("id", 1, "string"), ("pod_sandbox_id", 2, "string"),
-                  ("metadata", 3, "ContainerMetadata"), ("image", 4, "ImageSpec"),
-                  ("image_ref", 5, "string"), ("state", 6, "ContainerState"),
-                  ("created_at", 7, "int64"), ("labels", 8, "map"), ("annotations", 9, "map")),
-    "ListContainersResponse": (("containers", 1, "repeated Container"),),
-    "ContainerStatusRequest": (("container_id", 1, "string"), ("verbose", 2, "bool")),
-    # status = 1 (ContainerStatus) exists; lhsweep reads only the verbose info map.
-    "ContainerStatusResponse": (("info", 2, "map"),),
-    "GetEventsRequest": (),
-    # pod_sandbox_status = 4 and containers_statuses = 5 exist; lhsweep does not read them.
-    "ContainerEventResponse": (("container_id", 1, "string"),
-                               ("container_event_type", 2, "ContainerEventType"),
-                               ("created_at", 3, "int64")),
-}
-
-# RuntimeService methods: (name, request, response, server streaming).
-METHODS = (
-    ("Version", "VersionRequest", "VersionResponse", False),
-    ("ListPodSandbox", "ListPodSandboxRequest", "ListPodSandboxResponse", False),
-    ("ListContainers", "ListContainersRequest", "ListContainersResponse", False),
-    ("ContainerStatus", "ContainerStatusRequest", "ContainerStatusResponse", False),
-    ("GetContainerEvents", "GetEventsRequest", "ContainerEventResponse", True),
-)
 
 _Field = descriptor_pb2.FieldDescriptorProto
 _SCALARS = {"string": _Field.TYPE_STRING, "int64": _Field.TYPE_INT64, "uint32": _Field.TYPE_UINT32,
