@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from lhsweep.errors import HostReadError
 from lhsweep.host import HostRoot
-from lhsweep.inventory import read_inventory, read_usage
+from lhsweep.inventory import read_inventory, read_usage, users
 from lhsweep.inventory.users import read_loops, read_mount_namespaces, read_openers
-from lhsweep.model import DevNum, Opener, Unknown
+from lhsweep.model import DevNum, Mount, Opener, Unknown
 from tests.hosttree import HostTree, fake_host
 
 
@@ -49,6 +54,84 @@ def test_openers_name_pid_and_command(tree: HostTree) -> None:
     vol = tree.add_longhorn_volume("pvc-1")
     tree.add_process(300, "sleep", open_paths=("/dev/longhorn/pvc-1", "/proc/1/comm"))
     assert read_openers(HostRoot(tree.root)) == (Opener(DevNum.parse(vol.dm_dev), 300, "sleep"),)
+
+
+def test_a_process_whose_leader_exited_is_read_through_its_threads(tree: HostTree) -> None:
+    """pthread_exit() in the main thread: its fds and mount namespace live on in task/<tid>/."""
+    vol = tree.add_longhorn_volume("pvc-1")
+    tree.add_mount("9:9", "/host-root", pid=1)
+    private = tree.read("/proc/1/mountinfo") + "901 22 9:7 / /private rw - ext4 /dev/x rw\n"
+    tree.add_process(300, "spdk_tgt", mnt_ns="4026532999", mountinfo=private,
+                     open_paths=("/dev/longhorn/pvc-1",), leader_exited_thread=301)
+    host = HostRoot(tree.root)
+    assert read_openers(host) == (Opener(DevNum.parse(vol.dm_dev), 300, "spdk_tgt"),)
+    assert Mount(DevNum(9, 7), "/private", "/dev/x", "mount namespace of pid 300 (spdk_tgt)") in \
+        read_mount_namespaces(host)
+
+
+# The main thread exits through pthread_exit() while another thread holds the process (and its fd).
+LEADER_EXITS = """
+import ctypes, os, sys, threading, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+threading.Thread(target=time.sleep, args=(60,)).start()
+print("ready", flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+@pytest.mark.process
+def test_a_real_process_whose_main_thread_exited_is_still_seen(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the real /proc: the zombie leader's fd/ is empty, its thread's still has the block fd."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mknod)")
+    number = next((n for n in sorted(os.listdir("/sys/dev/block")) if _opens(n, tmp_path)), None)
+    if number is None:
+        pytest.skip("no block device here that opens read-only")
+    major, minor = (int(x) for x in number.split(":"))
+    node = tmp_path / "disk"
+    os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+    child = subprocess.Popen([sys.executable, "-c", LEADER_EXITS, str(node)], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 10
+        while "Z (zombie)" not in Path(f"/proc/{child.pid}/status").read_text():
+            assert time.monotonic() < deadline, "the main thread did not exit"
+            time.sleep(0.01)
+        assert os.listdir(f"/proc/{child.pid}/fd") == []
+        # Only this process: the sandbox running the tests may refuse other processes' tables.
+        monkeypatch.setattr(users, "_pids", lambda host: [str(child.pid)])
+        assert [(o.dev, o.pid) for o in read_openers(HostRoot("/"))] == [(DevNum(major, minor), child.pid)]
+        # Its namespace's mounts, read through the thread (else: no process lists any mount).
+        assert any(m.mount_point == "/" for m in read_mount_namespaces(HostRoot("/")))
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _opens(number: str, tmp_path: Path) -> bool:
+    """True when a block node of `number` opens read-only here."""
+    major, minor = (int(x) for x in number.split(":"))
+    probe = tmp_path / f"probe-{major}-{minor}"
+    try:
+        os.mknod(probe, stat.S_IFBLK | 0o600, os.makedev(major, minor))
+        os.close(os.open(probe, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+    return True
+
+
+def test_a_process_gone_between_listing_and_reading_is_skipped(tree: HostTree) -> None:
+    """A /proc/<pid> without fd/, ns/mnt or task/ (it exited meanwhile) is no error and no user."""
+    tree.add_process(300, "gone")
+    for path in ("/proc/300/fd", "/proc/300/ns/mnt", "/proc/300/mountinfo"):
+        (os.rmdir if os.path.isdir(tree.p(path)) else os.unlink)(tree.p(path))
+    host = HostRoot(tree.root)
+    assert read_openers(host) == ()
+    assert all(m.namespace == "" for m in read_mount_namespaces(host))
 
 
 def test_an_unreadable_fd_table_makes_openers_unknown(tree: HostTree) -> None:

@@ -113,15 +113,53 @@ def read_mount_namespaces(host: HostRoot) -> tuple[Mount, ...]:
     return mounts
 
 
+def _process_dirs(pid: int, pid_fd: int) -> Iterator[str]:
+    """"" (the process's own directory), then, only when asked for more, each task/<tid>/.
+
+    A thread-group leader that called pthread_exit() stays a zombie while its other threads run:
+    its own fd/ lists nothing and its ns/mnt is gone, while theirs show the process's open files
+    and mounts. Only a read that came back empty or gone asks for them: for a process that is
+    gone, or a kernel thread, that is one more empty read.
+    """
+    yield ""
+    try:
+        task_fd = os.open("task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pid_fd)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            return
+        raise _Unreadable(f"{PROC}/{pid}/task: {exc.strerror}") from None
+    try:
+        tids = sorted(os.listdir(task_fd))
+    except OSError as exc:
+        if exc.errno in _GONE:
+            return
+        raise _Unreadable(f"{PROC}/{pid}/task: {exc.strerror}") from None
+    finally:
+        os.close(task_fd)
+    yield from (f"task/{tid}/" for tid in tids if tid.isdigit() and tid != str(pid))
+
+
+def _mount_namespace(pid: int, pid_fd: int) -> Optional[tuple[str, str]]:
+    """(its ns/mnt link, the directory that was read in) of a live process; None once it is gone."""
+    for base in _process_dirs(pid, pid_fd):
+        try:
+            return os.readlink(f"{base}ns/mnt", dir_fd=pid_fd), base
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise _Unreadable(f"{PROC}/{pid}/{base}ns/mnt: {exc.strerror}") from None
+    return None
+
+
 def _scan_namespaces(host: HostRoot) -> tuple[Mount, ...]:
     seen: dict[str, int] = {}
     mounts: dict[tuple[DevNum, str], Mount] = {}
     for pid, pid_fd in _processes(host):
+        found = _mount_namespace(pid, pid_fd)
+        if found is None or found[0] in seen:
+            continue
+        namespace, base = found
         try:
-            namespace = os.readlink("ns/mnt", dir_fd=pid_fd)
-            if namespace in seen:
-                continue
-            text = _read_at(pid_fd, "mountinfo")
+            text = _read_at(pid_fd, f"{base}mountinfo")
         except OSError as exc:
             if exc.errno in _GONE:
                 continue
@@ -162,23 +200,33 @@ def read_openers(host: HostRoot) -> tuple[Opener, ...]:
 
 
 def _process_openers(pid: int, pid_fd: int) -> list[Opener]:
+    devs: set[DevNum] = set()
+    for base in _process_dirs(pid, pid_fd):
+        listed = _open_block_devs(pid, pid_fd, f"{base}fd", devs)
+        if listed:
+            break  # threads share the leader's fd table (a thread that unshared it: docs/design.md)
+    comm = _comm(pid_fd) if devs else ""
+    return [Opener(dev, pid, comm) for dev in sorted(devs)]
+
+
+def _open_block_devs(pid: int, pid_fd: int, fd_path: str, devs: set[DevNum]) -> int:
+    """Add the block devices the fds under `fd_path` are open on; returns how many fds it lists."""
     try:
-        fd_dir = os.open("fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pid_fd)
+        fd_dir = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pid_fd)
     except OSError as exc:
         if exc.errno in _GONE:
-            return []
-        raise _Unreadable(f"{PROC}/{pid}/fd: {exc.strerror}") from None
+            return 0
+        raise _Unreadable(f"{PROC}/{pid}/{fd_path}: {exc.strerror}") from None
     try:
-        devs = sorted({dev for dev in (_fd_block_dev(fd_dir, name) for name in os.listdir(fd_dir))
-                       if dev is not None})
+        names = os.listdir(fd_dir)
+        devs.update(dev for dev in (_fd_block_dev(fd_dir, name) for name in names) if dev is not None)
     except OSError as exc:
         if exc.errno in _GONE:
-            return []
-        raise _Unreadable(f"{PROC}/{pid}/fd: {exc.strerror}") from None
+            return 0
+        raise _Unreadable(f"{PROC}/{pid}/{fd_path}: {exc.strerror}") from None
     finally:
         os.close(fd_dir)
-    comm = _comm(pid_fd) if devs else ""
-    return [Opener(dev, pid, comm) for dev in devs]
+    return len(names)
 
 
 def _fd_block_dev(fd_dir: int, name: str) -> Optional[DevNum]:

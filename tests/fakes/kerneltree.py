@@ -410,11 +410,19 @@ class KernelTree:
     # ------------------------------------------------------------ mounts
 
     def add_process(self, pid: int, comm: str, mnt_ns: str = HOST_MNT_NS, mountinfo: str = "",
-                    open_paths: tuple[str, ...] = ()) -> None:
+                    open_paths: tuple[str, ...] = (), leader_exited_thread: int = 0) -> None:
         """/proc/<pid>: comm, ns/mnt (a link whose text names the namespace), mountinfo (PID 1's
-        when empty and in the host's namespace), and fd/N links to files of the tree."""
+        when empty and in the host's namespace), and fd/N links to files of the tree.
+
+        With `leader_exited_thread`, the leader called pthread_exit(): its own fd/ is empty and
+        its ns/mnt gone, and all of it is under task/<that thread>/ (task/<pid>/ is the zombie's).
+        """
+        self.write(f"/proc/{pid}/comm", f"{comm}\n")
         base = f"/proc/{pid}"
-        self.write(f"{base}/comm", f"{comm}\n")
+        if leader_exited_thread:
+            os.makedirs(self.p(f"{base}/fd"))
+            os.makedirs(self.p(f"{base}/task/{pid}/fd"))
+            base = f"{base}/task/{leader_exited_thread}"
         os.makedirs(self.p(f"{base}/ns"), exist_ok=True)
         os.symlink(f"mnt:[{mnt_ns}]", self.p(f"{base}/ns/mnt"))
         if not mountinfo and mnt_ns == HOST_MNT_NS and pid != 1:
