@@ -121,9 +121,11 @@ class Actor:
 
     def _remove(self, entry: Entry, dry_run: bool) -> ToolResult:
         if dry_run:
-            # The prerequisites stay, so only an entry without any can be re-checked.
+            # The prerequisites stay, so only an entry without any can be re-checked; under the
+            # same locks as a removal: the re-check probes namespaces for claims (O_EXCL).
             if not entry.after:
-                self._recheck(entry)
+                with self._longhorn_locks(entry.volume or entry.name):
+                    self._recheck(entry)
             raise _Satisfied("dry run: would remove")
         with self._longhorn_locks(entry.volume or entry.name):
             # The runtime once more after the re-check (which may read every process's tables):
@@ -232,9 +234,9 @@ class Actor:
         """The subsystem's controllers, once it is known to be unused still."""
         # Only this NQN's subsystems are read and probed for claims: only its volume's lock is held.
         subsystems, unread = read_subsystems(self.host, only_nqn=entry.name)
-        found = [s for s in subsystems if s.nqn == entry.name and s.controllers]
-        if not found and unread:
+        if unread:  # one not read whole may be this NQN's, made again since with other controllers
             raise _Skip(f"cannot re-read the NVMe subsystems: {unread}")
+        found = [s for s in subsystems if s.nqn == entry.name and s.controllers]
         if not found:
             raise _Satisfied("already gone")
         planned = set(entry.identity.controllers)

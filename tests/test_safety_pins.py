@@ -25,11 +25,11 @@ from lhsweep.config import Config
 from lhsweep.host import HostRoot
 from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
 from lhsweep.longhorn import volume_lock_path
-from lhsweep.model import ActionOutcome, Entry, Kind, Plan, RuntimeView, Verdict
+from lhsweep.model import ActionOutcome, ActionResult, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
 from lhsweep.sweep import RuntimeConfirmation, run_sweep, scan
 from lhsweep.tools import ToolResult, ToolRunner
-from tests.fakes.kerneltree import CTL
+from tests.fakes.kerneltree import CTL, SUBSYS
 from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
 from tests.inventories import instance_manager, runtime_unknown, runtime_with
 from tests.test_inventory_dmioctl import kernel_of
@@ -323,6 +323,42 @@ def test_a_table_changing_between_dmsetups_info_and_table_is_unknown(tree: PinTr
     assert dm.verdict is Verdict.UNKNOWN and "could not be read" in dm.reason
 
 
+class ForgedInfoBlock(ToolRunner):
+    """Runs the fake dmsetup; its listing gains a block that claims `dev` under another name, idle.
+
+    What a dm device whose name holds newlines prints: lines that pass for another device's.
+    """
+
+    def __init__(self, dev: str, backing: str) -> None:
+        super().__init__(60)
+        self.dev, self.backing = dev, backing
+
+    def run(self, argv: Union[list[str], tuple[str, ...]], timeout: Optional[float] = None) -> ToolResult:
+        """The tool's answer with the forged device's info block or table line added."""
+        result = super().run(argv, timeout)
+        major, minor = self.dev.split(":")
+        if list(argv[1:]) == ["info"]:
+            forged = (f"\nName:              ghost\nState:             ACTIVE\nOpen count:        0\n"
+                      f"Major, minor:      {major}, {minor}\nNumber of targets: 1\n")
+            return result._replace(stdout=result.stdout + forged)
+        if list(argv[1:]) == ["table"]:
+            return result._replace(stdout=result.stdout + f"ghost: 0 2048 linear {self.backing} 0\n")
+        return result
+
+
+def test_a_device_number_listed_under_two_names_is_unknown_for_both(tree: PinTree) -> None:
+    """An idle 'ghost' claiming a busy volume's number neither hides it nor makes its node stale."""
+    volume = tree.add_longhorn_volume("pvc-open", open_count=1)
+    control = DmsetupDmControl(ForgedInfoBlock(volume.dm_dev, volume.backing_dev),
+                               os.path.join(FAKES, "dmsetup"))
+    inventory = read_inventory(HostRoot(tree.root), control)
+    assert any("under 2 names ('pvc-open', 'ghost')" in p for p in inventory.problems), inventory.problems
+    plan = make_plan(inventory, runtime_with(), CONFIG, NOW)
+    assert verdict(plan, Kind.DM, "pvc-open").verdict is Verdict.UNKNOWN
+    assert verdict(plan, Kind.NODE, "pvc-open").verdict is not Verdict.STALE
+    assert all(e.name != "ghost" for e in plan.entries)
+
+
 def unreadable_block_entry(tree: PinTree, dev: str) -> None:
     """/sys/dev/block/M:m is there but not a link: the device it names cannot be told."""
     tree.unlink(f"/sys/dev/block/{dev}")
@@ -525,6 +561,37 @@ def test_a_namespace_is_probed_while_its_volumes_locks_are_held(tree: PinTree) -
     host = LockWatchingHost(tree, locks)
     plan_of(tree, host=host)
     assert host.probed == [f"/dev/{head}"] and host.free_at_probe == []
+
+
+def test_a_dry_runs_recheck_probes_under_the_locks_and_a_held_one_skips_it(tree: PinTree) -> None:
+    """The dry run's re-check claims a namespace for an instant like a removal's: never while
+    go-spdk-helper holds the volume's lock (an instance-manager building on it), always under it."""
+    nqn, head, _ = bare_namespace(tree, "pvc-dry")
+    plan = plan_of(tree)
+    entry = verdict(plan, Kind.NVME, nqn)
+    assert entry.verdict is Verdict.STALE and not entry.after
+    lock = volume_lock_path("pvc-dry")
+    host = LockWatchingHost(tree, (lock, "/run/longhorn-spdk.lock"))
+    with held_lock(tree, lock):
+        (held,) = Actor(host, ToolRunner(60), tree.dm_control()).execute(plan, dry_run=True)
+    assert held.result is ActionResult.SKIPPED and "spdk-pvc-dry.lock" in held.detail
+    assert host.probed == []
+    (free,) = Actor(host, ToolRunner(60), tree.dm_control()).execute(plan, dry_run=True)
+    assert free.result is ActionResult.SKIPPED and free.detail == "dry run: would remove"
+    assert host.probed == [f"/dev/{head}"] and host.free_at_probe == []
+
+
+def test_a_subsystem_of_the_nqn_not_read_whole_at_the_recheck_keeps_it(tree: PinTree) -> None:
+    """Made again since the plan as another subsystem that cannot be read whole: not disconnected."""
+    volume = tree.add_longhorn_volume("pvc-twice")
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.NVME, volume.nqn).verdict is Verdict.STALE
+    tree.write(f"{SUBSYS}/nvme-subsys9/subsysnqn", volume.nqn + "\n")
+    os.makedirs(tree.p(f"{SUBSYS}/nvme-subsys9/nvme9n1"))  # a namespace without its dev
+    tree.link("/sys/class/nvme-subsystem/nvme-subsys9", f"{SUBSYS}/nvme-subsys9")
+    outcome = execute(tree, plan)[(Kind.NVME, volume.nqn)]
+    assert outcome.result is ActionResult.SKIPPED and "cannot re-read the NVMe subsystems" in outcome.detail
+    assert os.path.exists(tree.p(f"/sys/class/nvme/{volume.controller}"))
 
 
 def test_a_subsystem_whose_namespaces_have_holders_takes_no_longhorn_lock(tree: PinTree) -> None:

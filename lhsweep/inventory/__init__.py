@@ -72,7 +72,7 @@ def read_inventory(host: HostRoot, dm_control: Optional[DmControl] = None,
     dm_blocks = [b for b in blocks if b.name.startswith("dm-")]
     states = _dm_states(host, dm_control, problems) if dm_blocks else {}
     usage = read_usage(host, problems)
-    by_dev = {s.dev: s for s in states.values()} if states is not None else None
+    by_dev = _by_number(states, problems) if states is not None else None
     devs = frozenset(b.dev for b in blocks)
     dm_devices = [d for d in (_dm_device(host, b, by_dev, (present, devs), problems) for b in dm_blocks)
                   if d is not None]
@@ -147,6 +147,25 @@ def _dm_states(host: HostRoot, dm_control: Optional[DmControl],
     except HostReadError as exc:
         problems.add(f"dm control ({control.source}): {exc}; dm tables and open counts unknown")
         return None
+
+
+def _by_number(states: dict[str, DmState], problems: Problems) -> dict[DevNum, DmState]:
+    """The control's devices by number; a number listed under two names is neither's (unknown).
+
+    The kernel gives each device its own number, so two names for one come from a listing that
+    was misread (dmsetup's text, where a name holding newlines can pass for a device's lines).
+    """
+    by_dev: dict[DevNum, DmState] = {}
+    twice: dict[DevNum, list[str]] = {}
+    for state in states.values():
+        if state.dev in by_dev:
+            twice.setdefault(state.dev, [by_dev[state.dev].name]).append(state.name)
+        by_dev[state.dev] = state
+    for dev, names in twice.items():
+        problems.add(f"dm {dev}: the dm control lists it under {len(names)} names "
+                     f"({', '.join(map(repr, names))}); its table and open count unknown")
+        del by_dev[dev]
+    return by_dev
 
 
 def _dm_device(host: HostRoot, block: BlockDevice, by_dev: Optional[dict[DevNum, DmState]],
