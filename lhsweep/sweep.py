@@ -125,6 +125,9 @@ def run_sweep(config: Config, host: HostRoot, *, dry_run: bool, runner: ToolRunn
 # a new instance-manager needs seconds (sandbox, container, SPDK, an engine and its NVMe connection)
 # before it has a device on the host, so no removal acts on an answer older than that.
 RECONFIRM_AFTER_S = 1.0
+# An answer is as old as its query (the sandbox list is read first): one that took RECONFIRM_AFTER_S
+# to come is already too old. It is asked again this many times in all before nothing is removed.
+CONFIRM_ATTEMPTS = 3
 
 
 class RuntimeConfirmation:
@@ -144,9 +147,21 @@ class RuntimeConfirmation:
         if not self._needed or self._changed:
             return self._changed
         if self._asked_at is None or self._clock() - self._asked_at >= RECONFIRM_AFTER_S:
-            self._asked_at = self._clock()
-            self._changed = _runtime_changed(self._planned, self._ask())
+            self._changed = self._confirm()
         return self._changed
+
+    def _confirm(self) -> str:
+        """Ask until an answer comes within RECONFIRM_AFTER_S of being asked for, or give up."""
+        took = 0.0
+        for _ in range(CONFIRM_ATTEMPTS):
+            started = self._clock()
+            changed = _runtime_changed(self._planned, self._ask())
+            took = self._clock() - started
+            if changed or took < RECONFIRM_AFTER_S:
+                self._asked_at = started
+                return changed
+        return (f"the runtime took {took:.1f}s to answer, {CONFIRM_ATTEMPTS} times: an answer that "
+                f"old (over {RECONFIRM_AFTER_S:g}s) is not acted on")
 
 
 def _runtime_changed(before: RuntimeView, now: RuntimeView) -> str:

@@ -27,7 +27,7 @@ from lhsweep.inventory import DmsetupDmControl, IoctlDmControl, read_inventory
 from lhsweep.longhorn import volume_lock_path
 from lhsweep.model import ActionOutcome, ActionResult, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
-from lhsweep.sweep import RuntimeConfirmation, run_sweep, scan
+from lhsweep.sweep import RuntimeConfirmation, scan
 from lhsweep.tools import ToolResult, ToolRunner
 from tests.fakes.kerneltree import CTL, SUBSYS
 from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
@@ -922,23 +922,24 @@ def test_a_leftover_whose_backing_came_back_on_the_same_number_stays(tree: PinTr
     assert os.path.exists(tree.p("/dev/longhorn/pvc-back"))
 
 
-def test_an_instance_manager_seen_during_a_long_sweep_stops_its_removals(
-        tree: PinTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runtime is asked again before a removal once its last answer is old (here: always):
-    an instance-manager that started meanwhile stops every removal after it."""
-    monkeypatch.setattr(lhsweep.sweep, "RECONFIRM_AFTER_S", 0.0)
-    tree.add_longhorn_volume("pvc-long")
-    # The scan's answer, the one right before acting, the dm device's two (before its re-check and
-    # after it); then the newcomer.
-    answers = [runtime_with()] * 4 + [im_started_after_the_tree()]
+def test_an_instance_manager_seen_during_a_long_sweep_stops_its_removals(tree: PinTree) -> None:
+    """The runtime is asked again before a removal once its last answer is old (each clock
+    reading here takes 0.3 s): an instance-manager that started meanwhile stops every removal
+    after it."""
+    plan = stale_volume_plan(tree, "pvc-long")
+    now = [0.0]
 
-    def query(_config: Config, _host: HostRoot) -> RuntimeView:
-        return answers.pop(0) if len(answers) > 1 else answers[0]
+    def tick() -> float:
+        now[0] += 0.3
+        return now[0]
 
-    config = dataclasses.replace(CONFIG, state_dir=str(tmp_path / "state"), sweep_removal="tools")
-    report = run_sweep(config, HostRoot(tree.root), dry_run=False, runner=ToolRunner(60),
-                       query=query, dm_control=tree.dm_control())
-    outcomes = {(o.kind, o.name): o for o in report.outcomes}
+    def ask() -> RuntimeView:  # the newcomer is there once the dm device went
+        return im_started_after_the_tree() if removed_dm(tree) else runtime_with()
+
+    confirmed = RuntimeConfirmation(runtime_with(), ask, False, clock=tick)
+    actor = Actor(HostRoot(tree.root), ToolRunner(60), tree.dm_control(), use_tools=True,
+                  runtime_changed=confirmed.changed)
+    outcomes = {(o.kind, o.name): o for o in actor.execute(plan, dry_run=False)}
     assert outcomes[(Kind.DM, "pvc-long")].result.value == "removed"
     node = outcomes[(Kind.NODE, "pvc-long")]
     assert node.result.value == "skipped" and "started during the sweep" in node.detail

@@ -25,7 +25,7 @@ from lhsweep.model import (
     SweepReport,
     Verdict,
 )
-from lhsweep.sweep import RuntimeConfirmation, collector_paused, run_sweep, scan
+from lhsweep.sweep import CONFIRM_ATTEMPTS, RuntimeConfirmation, collector_paused, run_sweep, scan
 from lhsweep.tools import ToolRunner
 from tests.inventories import instance_manager, runtime_with
 
@@ -215,6 +215,26 @@ def test_the_runtime_is_asked_again_before_a_removal_once_its_answer_is_a_second
         now[0] = at
         assert confirmed.changed() == ""
     assert asked == ([] if dry_run else [100.0, 101.25])
+
+
+def test_an_answer_that_took_a_second_to_come_is_too_old_and_asked_again() -> None:
+    """Its sandbox list was read at its start: a slow answer is asked for again, and after
+    CONFIRM_ATTEMPTS slow ones nothing is removed; a fast one counts from when it was asked for."""
+    now = [0.0]
+    slowness = [1.5, 0.2]
+
+    def ask() -> RuntimeView:
+        now[0] += slowness.pop(0) if slowness else 1.0
+        return runtime_with()
+
+    confirmed = RuntimeConfirmation(runtime_with(), ask, False, clock=lambda: now[0])
+    assert confirmed.changed() == "" and now[0] == pytest.approx(1.7)
+    now[0] = 2.4  # 0.9 s after the fast answer was asked for (at 1.5): still fresh
+    assert confirmed.changed() == "" and not slowness
+    now[0] = 2.5
+    assert confirmed.changed() == (f"the runtime took 1.0s to answer, {CONFIRM_ATTEMPTS} times: "
+                                   "an answer that old (over 1s) is not acted on")
+    assert now[0] == pytest.approx(2.5 + CONFIRM_ATTEMPTS)
 
 
 def test_a_runtime_change_seen_once_stops_every_later_removal() -> None:
