@@ -7,8 +7,8 @@ Subprocess:  python tests/crifake.py --socket PATH --state FILE.json
 State (a JSON-friendly dict; sandboxes and containers are protobuf JSON of PodSandbox/Container):
   runtime_name, runtime_version, runtime_api_version, sandboxes, containers,
   behaviour: {call: {"delay": s, "abort": "UNIMPLEMENTED", "garbage": true, "drop": true,
-                     "ignore_filter": true}},  call = Version|ListPodSandbox|ListContainers|
-                                                       ContainerStatus|GetContainerEvents
+                     "ignore_filter": true, "none_by_label": true (ListPodSandbox only)}},
+             call = Version|ListPodSandbox|ListContainers|ContainerStatus|GetContainerEvents
   container_info: {container id: info map}  ContainerStatus's verbose info (set_pid() writes one
                   the way containerd does); a container not listed is NOT_FOUND
   events: [{"container_id": ..., "type": "CONTAINER_STOPPED_EVENT"}]  (file mode: appended ones are sent)
@@ -232,7 +232,8 @@ class FakeCri:
         self.set_info(container_id, {"info": json.dumps(document)})
 
     def set_behaviour(self, call: str, **behaviour: Any) -> None:
-        """Make `call` misbehave: delay=s, abort="CODE", garbage=True, drop=True, ignore_filter=True."""
+        """Make `call` misbehave: delay=s, abort="CODE", garbage=True, drop=True, ignore_filter=True,
+        none_by_label=True (ListPodSandbox)."""
         assert call in CALLS, call
         with self._lock:
             self._state["behaviour"][call] = behaviour
@@ -298,6 +299,9 @@ class FakeCri:
     def _list_sandboxes(self, request: Any, context: Any) -> bytes:
         def build(state: dict[str, Any], ignore_filter: bool) -> Any:
             items = [json_format.ParseDict(s, cri_pb2.PodSandbox()) for s in state["sandboxes"]]
+            if request.filter.label_selector and state["behaviour"].get("ListPodSandbox", {}).get(
+                    "none_by_label"):
+                items = []  # a runtime whose label filter loses every sandbox
             return cri_pb2.ListPodSandboxResponse(items=[
                 i for i in items if ignore_filter or _sandbox_matches(i, request.filter)])
 

@@ -244,6 +244,21 @@ def test_two_runtimes_kubelet_setting_picks_its_own_and_the_other_is_never_asked
         assert distro.calls == []
 
 
+def test_instance_managers_come_from_the_listing_the_cross_check_read(host: Host) -> None:
+    """One answer decides: a runtime whose label-filtered listing would lose the alive
+    instance-manager is not asked it; the whole listing, already read, names it."""
+    with ExitStack() as stack:
+        cri = host.runtime(stack, CONTAINERD)
+        pod = im_pod()
+        cri.add_pod(*pod)
+        cri.set_behaviour("ListPodSandbox", none_by_label=True)
+        host.pod_dirs(uid_of(pod))
+        view = host.query()
+        assert view.state is RuntimeState.KNOWN, view.reason
+        assert [im.alive for im in view.live_instance_managers] == [True]
+        assert [call for call, _ in cri.calls].count("ListPodSandbox") == 1
+
+
 @pytest.mark.parametrize("failure", ["down", pytest.param("slow", marks=pytest.mark.process), "unavailable"])
 def test_kubelet_runtime_failing_is_unknown_though_another_answers(host: Host, failure: str) -> None:
     with ExitStack() as stack:

@@ -7,6 +7,7 @@ lacks a field needed to judge it make the whole view UNKNOWN, never "no instance
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 from lhsweep.config import Config
 from lhsweep.cri.client import (
@@ -53,8 +54,9 @@ def _query(config: Config, host: HostRoot) -> RuntimeView:
         return _unknown(str(exc), why=candidates.why)
     why = candidates.why
     try:
-        why += "; " + _cross_check(client, host, config.kubelet_pods_dir, candidates.explicit)
-        managers = instance_managers(client, config.longhorn_namespace)
+        checked, every = _cross_check(client, host, config.kubelet_pods_dir, candidates.explicit)
+        why += "; " + checked
+        managers = instance_managers(client, config.longhorn_namespace, every)
     except RuntimeQueryError as exc:
         return _unknown(str(exc), client.endpoint, why)
     finally:
@@ -106,8 +108,10 @@ def _close(answering: Sequence[tuple[CriClient, RuntimeVersion]]) -> None:
         client.close()
 
 
-def _cross_check(client: CriClient, host: HostRoot, pods: str, explicit: bool) -> str:
-    """Check that the runtime knows one of kubelet's pod UIDs; returns what was checked.
+def _cross_check(client: CriClient, host: HostRoot, pods: str,
+                 explicit: bool) -> tuple[str, Optional[tuple[Sandbox, ...]]]:
+    """Check that the runtime knows one of kubelet's pod UIDs: what was checked, and every sandbox
+    the runtime listed for it (None when nothing was to check).
 
     A missing or empty pods directory leaves nothing to check: acceptable only when a file names
     the runtime (lhsweep's config or kubelet's setting), UNKNOWN when a well-known socket was guessed.
@@ -118,16 +122,21 @@ def _cross_check(client: CriClient, host: HostRoot, pods: str, explicit: bool) -
         if not explicit:
             raise RuntimeQueryError(f"{pods} {found}: cannot check that {client.endpoint} "
                                     f"is kubelet's runtime (set kubelet.root or cri.endpoints)")
-        return f"not cross-checked: {pods} {found}"
-    known = {s.labels.get(POD_UID_LABEL) for s in client.list_pod_sandboxes({})}
+        return f"not cross-checked: {pods} {found}", None
+    every = client.list_pod_sandboxes({})
+    known = {s.labels.get(POD_UID_LABEL) for s in every}
     if uids.isdisjoint(known):
         raise RuntimeQueryError(f"{client.endpoint} knows none of the {len(uids)} pod UID(s) in "
                                 f"{pods}: not kubelet's runtime")
-    return f"knows {len(uids & known)} of {len(uids)} pod UID(s) in {pods}"
+    return f"knows {len(uids & known)} of {len(uids)} pod UID(s) in {pods}", every
 
 
-def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManager, ...]:
+def instance_managers(client: CriClient, namespace: str,
+                      every: Optional[Sequence[Sandbox]] = None) -> tuple[InstanceManager, ...]:
     """The V2 instance-manager pods in `namespace`, each with its instance-manager container.
+
+    Picked from `every` sandbox when the runtime already listed them (one answer: a filtered
+    listing could leave out one the whole listing has), else asked for by label.
 
     V1 instance-managers are skipped. Raises RuntimeQueryError for one whose data-engine label
     is missing or neither v1 nor v2, for a record that lacks a field needed to judge it (an
@@ -137,7 +146,9 @@ def instance_managers(client: CriClient, namespace: str) -> tuple[InstanceManage
     Longhorn installed elsewhere than `namespace` still owns this node's devices.
     """
     managers = []
-    for sandbox in client.list_pod_sandboxes(IM_SELECTOR):
+    sandboxes = client.list_pod_sandboxes(IM_SELECTOR) if every is None else \
+        [s for s in every if all(s.labels.get(k) == v for k, v in IM_SELECTOR.items())]
+    for sandbox in sandboxes:
         _check_sandbox(sandbox)
         if not _is_v2(sandbox):
             continue
