@@ -127,6 +127,22 @@ def test_config_flag_in_a_flags_file_points_to_the_config_file(host: Host) -> No
     assert host.candidates().endpoints == (host.dial(K3S),)
 
 
+def test_a_config_dir_drop_in_naming_another_runtime_is_an_error_naming_it(host: Host) -> None:
+    """kubelet --config-dir: a drop-in that names CRI-O over config.yaml's containerd is a conflict."""
+    host.write("/var/lib/kubelet/kubeadm-flags.env",
+               'KUBELET_KUBEADM_ARGS="--config-dir=/etc/kubernetes/kubelet.conf.d"\n')
+    host.write("/var/lib/kubelet/config.yaml", f"containerRuntimeEndpoint: unix://{CONTAINERD}\n")
+    host.write("/etc/kubernetes/kubelet.conf.d/10-other.conf", "maxPods: 50\n")
+    host.write("/etc/kubernetes/kubelet.conf.d/50-crio.conf", f"containerRuntimeEndpoint: unix://{CRIO}\n")
+    host.write("/etc/kubernetes/kubelet.conf.d/README", f"containerRuntimeEndpoint: {K3S} (not read)\n")
+    with pytest.raises(RuntimeQueryError, match="named differently") as raised:
+        host.candidates()
+    assert "containerRuntimeEndpoint in /etc/kubernetes/kubelet.conf.d/50-crio.conf" in str(raised.value)
+    host.write("/etc/kubernetes/kubelet.conf.d/50-crio.conf", f"containerRuntimeEndpoint: {CONTAINERD}\n")
+    found = host.candidates()
+    assert found.endpoints == (host.dial(CONTAINERD),) and "50-crio.conf" in found.why
+
+
 def test_agreeing_places_are_all_named(host: Host) -> None:
     host.write("/etc/sysconfig/kubelet",
                "KUBELET_EXTRA_ARGS=--container-runtime-endpoint=/run/crio/crio.sock\n")

@@ -23,6 +23,8 @@ FLAGS_FILES = ("/var/lib/kubelet/kubeadm-flags.env", "/etc/default/kubelet", "/e
 CONFIG_KEY = "containerRuntimeEndpoint"
 ENDPOINT_FLAG = "--container-runtime-endpoint"
 CONFIG_FLAG = "--config"
+# kubelet's drop-in directory (Kubernetes 1.28+): its *.conf files are KubeletConfiguration too.
+CONFIG_DIR_FLAG = "--config-dir"
 # k3s and RKE2 embed kubelet and run their own containerd on this socket unless told otherwise.
 RANCHER = ("k3s", "rke2")
 RANCHER_KEY = "container-runtime-endpoint"
@@ -101,6 +103,10 @@ def _kubelet_settings(host: HostRoot) -> Iterator[_Setting]:
         words = _flag_words(host, path)
         for value in _flag_values(words, CONFIG_FLAG, path):
             config_files.append(_absolute(value, path, CONFIG_FLAG))
+        for value in _flag_values(words, CONFIG_DIR_FLAG, path):
+            directory = _absolute(value, path, CONFIG_DIR_FLAG)
+            config_files += [f"{directory}/{name}" for name in _listdir(host, directory)
+                             if name.endswith(".conf")]
         for value in _flag_values(words, ENDPOINT_FLAG, path):
             yield _Setting(_socket(value, path, ENDPOINT_FLAG), f"{ENDPOINT_FLAG} in {path}")
     for path in dict.fromkeys(config_files):
