@@ -15,10 +15,10 @@ from lhsweep.daemon.loop import STALL_SLACK_S, Daemon, Parts
 from lhsweep.daemon.notify import Notifier
 from lhsweep.daemon.worker import SweepFn, TrackedRunner
 from lhsweep.journal import Journal
-from lhsweep.model import SweepReport
+from lhsweep.model import ActionResult, SweepReport
 from lhsweep.progress import Progress
 from lhsweep.tools import KILL_GRACE_S
-from tests.builders import report
+from tests.builders import entry, outcome, report
 
 
 class Recorder:
@@ -104,3 +104,36 @@ def test_the_pods_directory_is_watched_at_its_place_inside_the_host_root(tmp_pat
     made = Daemon("/etc/lhsweep/lhsweep.toml", str(root), Config(), parts)
     made._open_sources()
     assert watched == [str(root / "data/kubelet/pods")]
+
+
+def test_a_removal_that_ends_during_shutdown_is_journaled(tmp_path) -> None:
+    """SIGTERM while a removal runs: its outcome, reported after the loop's last look, is still
+    journaled before the daemon exits; READY is not sent while stopping."""
+    stale = entry("pvc-term")
+    done = outcome("pvc-term", ActionResult.REMOVED, "DM_DEV_REMOVE")
+    planned = threading.Event()
+
+    def sweeper(host_root: str, runner: TrackedRunner, progress: Progress) -> SweepFn:
+        def sweep(config: Config) -> SweepReport:
+            progress.planned(report(stale))
+            planned.set()
+            while not runner.stopping:  # the removal under way when SIGTERM comes
+                time.sleep(0.01)
+            progress.acted(stale, done)
+            return report(stale, outcomes=(done,))
+        return sweep
+
+    journal, sink = io.StringIO(), Recorder()
+    parts = Parts(sweeper=sweeper, pod_watcher=_never, uevents=_never,  # type: ignore[arg-type]
+                  cri_watcher=_never,  # type: ignore[arg-type]
+                  notifier=Notifier({"NOTIFY_SOCKET": "/unused"}, lambda: sink),
+                  journal=Journal(None, journal))
+    config = Config(sweep_action_timeout=5, metrics_file="", state_dir=str(tmp_path))
+    made = Daemon("/etc/lhsweep/lhsweep.toml", "/", config, parts)
+    made.worker.start()
+    made._start_sweep(("boot",))
+    assert planned.wait(10)
+    made.stopping = True  # SIGTERM, before the loop looked at the plan
+    assert made._shutdown() == 0
+    assert "removed stale dm pvc-term" in journal.getvalue()
+    assert not any(s.startswith("READY=1") for s in sink.sent), sink.sent

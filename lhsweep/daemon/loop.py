@@ -133,6 +133,7 @@ class Daemon:
         if self.worker.busy:
             wait = min(self.config.sweep_action_timeout + KILL_GRACE_S + 1.0, STOP_WAIT_CAP_S)
             result = self.worker.collect(timeout=wait)
+            self._on_progress()  # what it did after the loop's last look: journaled and counted
             if result is None:
                 self.journal.emit(WARNING, f"a sweep still runs after {wait:.0f}s: abandoned; "
                                   "no new action was started", Event.LIFECYCLE)
@@ -246,7 +247,7 @@ class Daemon:
             if isinstance(step, SweepReport):
                 self.reporter.planned(step)
                 # Without removals the sweep ends at once: READY then carries its summary.
-                if not self.ready and step.plan.removals:
+                if not self.ready and not self.stopping and step.plan.removals:
                     self._become_ready(f"boot sweep planned: {len(step.plan.removals)} removal(s) "
                                        "under way")
             else:
