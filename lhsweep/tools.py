@@ -78,7 +78,9 @@ class ToolRunner:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                text=True,
+                # Whatever the locale; bytes that are no UTF-8 (a dm name) are replaced, not raised.
+                encoding="utf-8",
+                errors="replace",
                 start_new_session=True,
             )
         except OSError as exc:

@@ -24,6 +24,13 @@ def test_exit_code_and_output_are_kept() -> None:
     assert result.summary().endswith("exited 1: bad thing")
 
 
+def test_output_that_is_no_utf8_is_replaced_not_raised() -> None:
+    """A tool printing a non-UTF-8 name (dmsetup, a foreign dm device) whatever the locale."""
+    code = "import os; os.write(1, b'caf\\xe9: 0 8 linear 7:0 0\\n'); os.write(2, b'\\xff')"
+    result = ToolRunner(5).run([sys.executable, "-c", code])
+    assert result.ok and result.stdout == "caf\ufffd: 0 8 linear 7:0 0\n" and result.stderr == "\ufffd"
+
+
 def test_a_child_past_its_timeout_is_killed_and_reported() -> None:
     runner = ToolRunner(0.3)
     result = runner.run([sys.executable, "-c", "import time; time.sleep(30)"])
