@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import stat
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -18,6 +19,8 @@ TomlReader = Callable[[str], dict[str, Any]]
 
 # How much of a bad value an error message echoes back.
 ECHO_LIMIT = 80
+# A config file is a few hundred bytes; anything past this is not one.
+MAX_CONFIG_BYTES = 1024 * 1024
 # A Kubernetes namespace name: an RFC 1123 (DNS-1123) label.
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
@@ -314,8 +317,7 @@ def _first_line(exc: Exception) -> str:
 def load(path: str = DEFAULT_PATH, *, required: bool = False) -> Config:
     """Load the config file at `path`; a missing file means defaults unless `required`."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = _read_config_file(path)
     except FileNotFoundError:
         if required:
             raise ConfigError(path, "", "no such file") from None
@@ -323,6 +325,26 @@ def load(path: str = DEFAULT_PATH, *, required: bool = False) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "", f"cannot read: {exc}") from None
     return parse(text, path)
+
+
+def _read_config_file(path: str) -> str:
+    """The text of a regular file of at most MAX_CONFIG_BYTES; ConfigError for anything else.
+
+    Opened without blocking and checked before reading: a FIFO would block the reader (the
+    daemon's main loop on SIGHUP, and with it the watchdog), /dev/zero would never end.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ConfigError(path, "", f"cannot read: {kind}")
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(path, "", f"cannot read: larger than {MAX_CONFIG_BYTES} bytes")
+    return data.decode("utf-8")
 
 
 def render(config: Config) -> str:

@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import io
 import math
+import os
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from lhsweep import config as config_module
 from lhsweep.cli import main
-from lhsweep.config import KEYS, Config, TomlReader, load, parse, render, toml_value
+from lhsweep.config import KEYS, MAX_CONFIG_BYTES, Config, TomlReader, load, parse, render, toml_value
 from lhsweep.errors import ConfigError
 from tests.examples import examples
 
@@ -114,6 +115,26 @@ def test_unreadable_or_required_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="cannot read"):
         load(str(tmp_path / "bin.toml"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "huge"])
+def test_a_config_path_that_is_no_small_regular_file_is_one_line_without_blocking(
+        tmp_path: Path, kind: str) -> None:
+    """A FIFO would block the reader (the daemon's main loop on reload), /dev/zero never end."""
+    path = tmp_path / "lhsweep.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "huge":
+        path.write_text("# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    else:
+        path = Path("/dev/zero")
+    expected = {"fifo": "not a regular file", "directory": "a directory", "device": "not a regular file",
+                "huge": f"larger than {MAX_CONFIG_BYTES} bytes"}[kind]
+    with pytest.raises(ConfigError) as raised:
+        load(str(path))
+    assert str(raised.value) == f"{path}: cannot read: {expected}"
 
 
 def test_render_round_trips_and_lists_every_key() -> None:
