@@ -152,6 +152,22 @@ def test_sighup_with_broken_config_keeps_old_config_and_serving(
     assert "configuration reloaded" in rig.stderr()
 
 
+def test_sighup_to_a_state_dir_that_cannot_be_used_keeps_the_old_one(rig: Rig) -> None:
+    """Checked at start (exit 73), and so on reload: the old configuration stays, said why."""
+    rig.start_cri()
+    rig.start()
+    rig.wait_ready()
+    assert rig.daemon is not None
+    usable, rig.state_dir = rig.state_dir, "/dev/null/lhsweep"
+    rig.write_config()
+    rig.daemon.send_signal(signal.SIGHUP)
+    status = rig.wait_ready().status
+    assert "reload failed" in status and "state.dir /dev/null/lhsweep: cannot create" in status
+    rig.state_dir = usable
+    os.mkdir(rig.tree.p(f"{PODS}/after-bad-reload"))
+    assert rig.wait_state(lambda s: s["sweep_number"] >= 2)["triggers"] == ["pod-dir"]
+
+
 def test_hung_dmsetup_neither_stops_watchdog_nor_later_sweeps(rig: Rig) -> None:
     hang_config(rig)
     rig.tree.add_longhorn_volume("pvc-h", backing_gone=True)

@@ -78,7 +78,7 @@ def default_parts(log_target: str, verbose: bool = False, host_root: str = "/") 
     return Parts(sweeper=default_sweeper, pod_watcher=PodDirWatcher, uevents=UeventWatcher,
                  cri_watcher=lambda config: default_cri_watcher(config, host_root),
                  notifier=Notifier(),
-                 journal=open_journal(log_target, verbose))
+                 journal=open_journal(log_target, verbose), state_dir_check=check_state_dir)
 
 
 def run(config_path: str, host_root: str, log_target: str, verbose: bool = False) -> int:

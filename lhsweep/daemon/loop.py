@@ -16,7 +16,7 @@ from lhsweep.daemon.report import Reporter
 from lhsweep.daemon.timers import Backoff, Debouncer, Timers
 from lhsweep.daemon.wakeup import WakePipe
 from lhsweep.daemon.worker import ProgressPipe, SweepFn, SweepResult, SweepWorker, TrackedRunner
-from lhsweep.errors import ConfigError
+from lhsweep.errors import ConfigError, PrivilegeError, StateError
 from lhsweep.host import HostRoot
 from lhsweep.journal import ERR, INFO, NOTICE, WARNING, Event, Journal, is_busy_leftover
 from lhsweep.model import RuntimeState, SweepReport
@@ -64,6 +64,8 @@ class Parts:
     cri_watcher: Callable[[Config], CriWatcher]
     notifier: Notifier
     journal: Journal
+    # Raises StateError/PrivilegeError when a state directory cannot hold the sweep lock.
+    state_dir_check: Callable[[str], None] = lambda _state_dir: None
 
 
 class Daemon:
@@ -315,7 +317,9 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = config_mod.load(self.config_path)
-        except ConfigError as exc:
+            if new.state_dir != self.config.state_dir:  # checked at start; a new one here
+                self.parts.state_dir_check(new.state_dir)
+        except (ConfigError, PrivilegeError, StateError) as exc:
             self.journal.emit(ERR, f"configuration reload failed, keeping the old one: {exc}",
                               Event.CONFIG_RELOAD_FAILED, LHSWEEP_REASON=str(exc),
                               LHSWEEP_CONFIG=self.config_path)
