@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional
 
@@ -78,6 +79,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.error("a COMMAND is required (scan, sweep, status, check-config or daemon)")
+    if args.command in ("scan", "sweep", "daemon") and not os.path.isdir(args.host_root):
+        # Else every host path would read as absent: an empty host, nothing said.
+        found = "not a directory" if os.path.exists(args.host_root) else "no such directory"
+        parser.error(f"--host-root {args.host_root}: {found}")
     return args
 
 

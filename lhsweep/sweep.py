@@ -205,6 +205,8 @@ def state_dir_error(state_dir: str, path: str, exc: OSError) -> LhsweepError:
         return PrivilegeError(
             f"{path}: {exc.strerror}: lhsweep sweeps as root only (it needs root's write access "
             f"to state.dir {state_dir}, and CAP_SYS_ADMIN for device-mapper)")
+    if exc.errno == errno.EEXIST and not os.path.isdir(state_dir):
+        return StateError(f"state.dir {state_dir}: not a directory")
     return StateError(f"state.dir {state_dir}: cannot create {path}: {exc.strerror}")
 
 

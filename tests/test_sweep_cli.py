@@ -234,6 +234,20 @@ def test_usage_and_config_errors_have_their_exit_codes(rig: Rig) -> None:
                                   "expected seconds, from 0 to 86400, got -1")
 
 
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_host_root_that_is_no_directory_is_a_usage_error(tmp_path: Path, kind: str) -> None:
+    """Else every host path would read as absent: an empty host, nothing said."""
+    root = str(tmp_path / "host")
+    if kind == "file":
+        Path(root).write_text("")
+    found = "no such directory" if kind == "missing" else "not a directory"
+    for command in ("scan", "sweep", "daemon"):
+        done = subprocess.run([sys.executable, "-m", "lhsweep", "--host-root", root, command],
+                              capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.splitlines()[-1].endswith(f"error: --host-root {root}: {found}")
+
+
 def test_one_shot_sweep_logs_its_decisions_when_asked(rig: Rig) -> None:
     rig.tree.add_longhorn_volume("pvc-log", mounted=True)
     rig.tree.add_dangling_node("pvc-old", "253:90")
@@ -323,11 +337,13 @@ def test_a_host_that_could_not_be_read_exits_1(rig: Rig, breakage: str) -> None:
     assert "problem: " in scanned.stdout and "problem: " in swept.stdout
 
 
-@pytest.mark.parametrize("breakage", ["under-a-file", "read-only"])
+@pytest.mark.parametrize("breakage", ["under-a-file", "read-only", "a-file"])
 def test_an_unusable_state_dir_is_one_line_and_exit_73(rig: Rig, tmp_path: Path,
                                                         breakage: str) -> None:
     (tmp_path / "plain").write_text("")
     state_dir = tmp_path / "plain" / "state"
+    if breakage == "a-file":
+        state_dir = tmp_path / "plain"
     if breakage == "read-only":
         state_dir = tmp_path / "ro" / "state"
         (tmp_path / "ro").mkdir()
@@ -342,7 +358,8 @@ def test_an_unusable_state_dir_is_one_line_and_exit_73(rig: Rig, tmp_path: Path,
             subprocess.run(["umount", str(tmp_path / "ro")], check=True)
     assert done.returncode == 73, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"lhsweep: state.dir {state_dir}: cannot create {state_dir}")
+    expected = "not a directory" if breakage == "a-file" else f"cannot create {state_dir}"
+    assert done.stderr.startswith(f"lhsweep: state.dir {state_dir}: {expected}")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops root with setpriv")
