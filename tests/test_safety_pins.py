@@ -28,7 +28,7 @@ from lhsweep.longhorn import volume_lock_path
 from lhsweep.model import ActionOutcome, ActionResult, Entry, Kind, Plan, RuntimeView, Verdict
 from lhsweep.plan import make_plan
 from lhsweep.sweep import RuntimeConfirmation, scan
-from lhsweep.tools import ToolResult, ToolRunner
+from lhsweep.tools import StuckProcess, ToolResult, ToolRunner
 from tests.fakes.kerneltree import CTL, SUBSYS
 from tests.hosttree import FAKES, LONGHORN_PREFIX, VOLUME_SECTORS, HostTree, crypt_params, fake_host
 from tests.inventories import instance_manager, runtime_unknown, runtime_with
@@ -592,6 +592,48 @@ def test_a_subsystem_of_the_nqn_not_read_whole_at_the_recheck_keeps_it(tree: Pin
     outcome = execute(tree, plan)[(Kind.NVME, volume.nqn)]
     assert outcome.result is ActionResult.SKIPPED and "cannot re-read the NVMe subsystems" in outcome.detail
     assert os.path.exists(tree.p(f"/sys/class/nvme/{volume.controller}"))
+
+
+class StuckRunner(ToolRunner):
+    """A runner that abandoned a call naming `argv` earlier (a removal stuck in the kernel)."""
+
+    def __init__(self, argv: tuple[str, ...]) -> None:
+        super().__init__(60)
+        self.stuck_argv = argv
+
+    def stuck(self) -> tuple[StuckProcess, ...]:
+        return (StuckProcess(self.stuck_argv, 4242, 0.0),)
+
+
+def test_an_entry_whose_earlier_removal_is_stuck_is_not_tried_again(tree: PinTree) -> None:
+    """A second call on a device a call is stuck on would hang too (and pile up in D state)."""
+    plan = stale_volume_plan(tree, "pvc-stuck")
+    runner = StuckRunner(("dmsetup", "remove", "pvc-stuck"))
+    outcomes = {(o.kind, o.name): o for o in
+                Actor(HostRoot(tree.root), runner, tree.dm_control(), use_tools=True).execute(plan, False)}
+    dm = outcomes[(Kind.DM, "pvc-stuck")]
+    assert dm.result is ActionResult.SKIPPED and "(pid 4242) for it is still stuck" in dm.detail
+    assert removed_dm(tree) == [] and os.path.exists(tree.p("/dev/longhorn/pvc-stuck"))
+
+
+def test_a_node_replaced_after_its_recheck_is_not_unlinked(tree: PinTree,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unlink checks the node at the directory fd once more: one made again between the
+    re-check and the unlink (the runtime's answer, asked for in between, can take a while) stays."""
+    tree.add_dangling_node("pvc-again", "253:90")
+    plan = plan_of(tree)
+    assert verdict(plan, Kind.NODE, "pvc-again").verdict is Verdict.STALE
+    recheck = Actor._recheck_node
+
+    def recheck_then_replace(actor: Actor, entry: Entry) -> None:
+        recheck(actor, entry)
+        os.unlink(tree.p("/dev/longhorn/pvc-again"))
+        tree.add_dangling_node("pvc-again", "253:91")  # Longhorn's mknod for a new device
+
+    monkeypatch.setattr(Actor, "_recheck_node", recheck_then_replace)
+    outcome = execute(tree, plan)[(Kind.NODE, "pvc-again")]
+    assert outcome.result is ActionResult.SKIPPED and "replaced since it was planned" in outcome.detail
+    assert os.stat(tree.p("/dev/longhorn/pvc-again")).st_rdev == os.makedev(253, 91)
 
 
 def test_a_subsystem_whose_namespaces_have_holders_takes_no_longhorn_lock(tree: PinTree) -> None:
