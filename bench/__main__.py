@@ -211,6 +211,28 @@ HISTORY = [
     "minute, READY 128 ms, the storm 1 sweep. Item 8's pod RSS, first measured here: 41.6 MiB idle"
     " after the boot sweep, 42.3 MiB after the seed scenario (container mode also runs the probe "
     "and metrics HTTP server, which the host service does not load).",
+    "This session (2026-12-03 from 16:25 UTC, same machine), the run above (0f80121). The CRI "
+    "messages are read and written by lhsweep/cri/wire.py instead of protobuf (422685a): on the "
+    "host, importing `lhsweep.cli, lhsweep.sweep` after grpc 32 -> 22-23 ms (protobuf's 9 ms and "
+    "building its descriptor pool 13 ms are gone) and the daemon's idle RSS 37.9/37.8 -> 34.7/34.7 "
+    "MiB; in the guest google.protobuf's 120-126 ms are gone from item 2's import profile. The "
+    "instance-managers are picked from the sandbox listing the pod-UID cross-check read (1602526): "
+    "one CRI call fewer a query. Item 2 8.0 -> 8.7x (the cold scan 3084 -> 2533 ms; lhsweep's start "
+    "above the floor 2096 -> 1598 ms, of which, under -X importtime, grpc 257 ms and the asyncio it "
+    "loads 110 ms, lhsweep's own 306 ms; the floor 23.7x in this run): missed, 30x being out of "
+    "reach of any Python scan here, and what is left above the floor is grpcio's import (the "
+    "project's gRPC library; a CRI client without it would need HTTP/2 and HPACK of lhsweep's own), "
+    "lhsweep's imports and the CRI query. Item 3: the loop's own work 51.3 ms a volume against the "
+    "loop's 161.6 (3.15x; the kernel's and udev's floor 43.5 ms, 3.72x in this run), missed as "
+    "before. Item 4 3.43 s median (rounds 3.43, 4.07, 2.51 s), missed; the rounds spread for "
+    "reasons outside the removal path: in the first the removing sweep waited behind one still "
+    "removing 36 leftovers of the previous part (started 4.2 s before the SIGKILL), in the second "
+    "containerd reported the exit 2.4 s after the SIGKILL; the third: the removing sweep 1.27 s "
+    "after the SIGKILL, its first removal 0.25 s later, the removals 0.87 s (3 controller "
+    "disconnects 0.55 s). Items 1 and 5-7 met: 74.9 ms at 1,000 volumes, 834 ms at 10,000; RSS 34.7 "
+    "MiB with and without the event stream, 151 and 96 wake-ups a minute; READY 136 ms; the storm 1 "
+    "sweep. Item 8 was not measured again: the image keeps its size (Debian's python3-grpcio "
+    "depends on python3-protobuf, which stays installed, never imported).",
 ]
 REPRODUCE = [
     "```",
