@@ -127,6 +127,11 @@ def decode(endpoint: str, call: str, message_type: str, data: bytes) -> wire.Mes
         raise CriCallError(endpoint, call, Failure.MALFORMED, f"undecodable answer: {exc}") from None
 
 
+def carries_labels(sandbox: Sandbox, selector: Mapping[str, str]) -> bool:
+    """True when the sandbox has every label of `selector` with its value (CRI's label filter)."""
+    return all(sandbox.labels.get(k) == v for k, v in selector.items())
+
+
 def info_pid(text: Optional[str]) -> Optional[int]:
     """The top-level "pid" of ContainerStatus's verbose info["info"] JSON; None unless an int > 1."""
     if text is None:
@@ -178,7 +183,7 @@ class CriClient:
         answer = self._call("ListPodSandbox", request, "ListPodSandboxResponse")
         sandboxes = tuple(self._sandbox(item) for item in answer.items)
         for sandbox in sandboxes:
-            if any(sandbox.labels.get(k) != v for k, v in label_selector.items()):
+            if not carries_labels(sandbox, label_selector):
                 self._malformed("ListPodSandbox", f"sandbox {sandbox.id} lacks the labels asked for")
         self._check_unique("ListPodSandbox", [s.id for s in sandboxes])
         return sandboxes

@@ -18,6 +18,7 @@ from lhsweep.cri.client import (
     Failure,
     RuntimeVersion,
     Sandbox,
+    carries_labels,
 )
 from lhsweep.cri.kubelet import Candidates, pod_uids, runtime_candidates
 from lhsweep.errors import RuntimeQueryError
@@ -147,7 +148,7 @@ def instance_managers(client: CriClient, namespace: str,
     """
     managers = []
     sandboxes = client.list_pod_sandboxes(IM_SELECTOR) if every is None else \
-        [s for s in every if all(s.labels.get(k) == v for k, v in IM_SELECTOR.items())]
+        [s for s in every if carries_labels(s, IM_SELECTOR)]
     for sandbox in sandboxes:
         _check_sandbox(sandbox)
         if not _is_v2(sandbox):

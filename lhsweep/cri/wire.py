@@ -77,6 +77,9 @@ VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
 _SCALARS = {"string": LENGTH, "int64": VARINT, "uint32": VARINT, "bool": VARINT}
+# The values each varint kind can carry, as [low, high).
+_RANGES = {"int64": (-(1 << 63), 1 << 63), "enum": (-(1 << 31), 1 << 31), "uint32": (0, 1 << 32),
+           "bool": (0, 2)}
 
 
 class WireError(ValueError):
@@ -291,8 +294,7 @@ def _put_field(out: bytearray, field: _Field, value: Any) -> None:
 
 def _scalar_bits(field: _Field, value: Any) -> int:
     """An int64, uint32, enum or bool value as the varint's 64 bits; ValueError out of range."""
-    limits = {"int64": (-(1 << 63), 1 << 63), "enum": (-(1 << 31), 1 << 31),
-              "uint32": (0, 1 << 32), "bool": (0, 2)}[field.kind]
+    limits = _RANGES[field.kind]
     number = int(value)
     if not limits[0] <= number < limits[1]:
         raise ValueError(f"{field.name}: {value!r} out of range for {field.kind}")
